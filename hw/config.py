@@ -1,0 +1,169 @@
+"""The one hardware configuration.
+
+:class:`AccelConfig` holds every hardware parameter. It is the single source for the
+gateware (blocks take plain keyword arguments unpacked from it), the layer compiler, the
+cycle model, the testbenches and the generated docs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+__all__ = ["AccelConfig", "PRESETS", "preset"]
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Every hardware parameter of the accelerator.
+
+    Parameters
+    ----------
+    pw_rows : int
+        Rows of the pointwise systolic array: input channels reduced per cycle. Power of two.
+    pw_cols : int
+        Columns of the pointwise systolic array: output channels computed at once. Power of
+        two.
+    dw_lanes : int
+        Channels the depthwise PE array processes per cycle (one K×K window per lane).
+        Sized so that in a fused dw→pw pipeline neither engine waits on the other: the
+        pointwise array spends ``ceil(C/pw_rows) * ceil(C_out/pw_cols)`` cycles per pixel
+        and the depthwise array ``ceil(C/dw_lanes)``, so ``dw_lanes >= pw_rows * pw_cols /
+        min(C_out)``; MobileNetV1's smallest pointwise C_out after a depthwise layer is 64.
+    dw_kernel : int
+        Side of the depthwise PE array's native window (``dw_kernel**2`` multipliers per
+        lane). Larger kernels, up to ``max_kernel``, take several passes.
+    max_kernel : int
+        Largest depthwise kernel side the line buffer and PE array accept (3 or 5).
+    lb_max_width : int
+        Widest feature map (pixels) the line buffer holds.
+    lb_max_channels : int
+        Most channels per pixel the line buffer holds.
+    lb_max_row_bytes : int
+        Capacity of one line-buffer row in bytes (``width * channels`` of a layer must fit).
+    pw_acc_depth : int
+        Entries (pixels) of the pointwise array's int32 accumulator buffer, each holding
+        ``pw_cols`` partial sums: the largest pixel tile over which partial sums are kept on
+        chip while the input channels are reduced ``pw_rows`` at a time. Power of two.
+    rq_lanes : int
+        Requantizer lanes: int32 accumulators turned into int8 per cycle.
+    acc_width : int
+        Accumulator width in bits.
+    axi_data_width : int
+        Data width of the AXI4 master to external memory, in bits.
+    axi_addr_width : int
+        Address width of the AXI4 master, in bits.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range; the message names it and its value.
+    """
+
+    pw_rows: int = 16
+    pw_cols: int = 8
+    dw_lanes: int = 2
+    dw_kernel: int = 3
+    max_kernel: int = 5
+    lb_max_width: int = 224
+    lb_max_channels: int = 1024
+    lb_max_row_bytes: int = 8192
+    pw_acc_depth: int = 512
+    rq_lanes: int = 4
+    acc_width: int = 32
+    axi_data_width: int = 128
+    axi_addr_width: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("pw_rows", "pw_cols", "dw_lanes", "rq_lanes", "pw_acc_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not _is_pow2(value):
+                raise ValueError(f"{name} must be a power of two, not {value!r}")
+        if self.dw_kernel not in (3, 5):
+            raise ValueError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
+        if self.max_kernel not in (3, 5) or self.max_kernel < self.dw_kernel:
+            raise ValueError(
+                f"max_kernel must be 3 or 5 and at least dw_kernel, not {self.max_kernel!r}"
+            )
+        if not 8 <= self.lb_max_width <= 4096:
+            raise ValueError(f"lb_max_width must be in [8, 4096], not {self.lb_max_width!r}")
+        if not _is_pow2(self.lb_max_channels) or self.lb_max_channels < self.dw_lanes:
+            raise ValueError(
+                f"lb_max_channels must be a power of two >= dw_lanes, "
+                f"not {self.lb_max_channels!r}"
+            )
+        if self.lb_max_row_bytes < self.lb_max_width:
+            raise ValueError(
+                f"lb_max_row_bytes must hold at least one channel of the widest row, "
+                f"not {self.lb_max_row_bytes!r}"
+            )
+        if self.acc_width != 32:
+            raise ValueError(f"acc_width must be 32 (TFLite's int32), not {self.acc_width!r}")
+        if self.axi_data_width not in (32, 64, 128, 256, 512):
+            raise ValueError(
+                f"axi_data_width must be 32, 64, 128, 256 or 512, not {self.axi_data_width!r}"
+            )
+        if not 16 <= self.axi_addr_width <= 64:
+            raise ValueError(f"axi_addr_width must be in [16, 64], not {self.axi_addr_width!r}")
+
+    @property
+    def pw_multipliers(self) -> int:
+        """int8 multipliers in the pointwise systolic array."""
+        return self.pw_rows * self.pw_cols
+
+    @property
+    def dw_multipliers(self) -> int:
+        """int8 multipliers in the depthwise PE array."""
+        return self.dw_lanes * self.dw_kernel**2
+
+    @property
+    def multipliers(self) -> int:
+        """int8 multipliers in the datapath (the denominator of MAC utilization)."""
+        return self.pw_multipliers + self.dw_multipliers
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @property
+    def config_id(self) -> str:
+        """A short stable hash of every parameter, for caches and the ID register."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+    def replace(self, **changes) -> AccelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+#: Named configurations. ``ecp5-85f`` is the default: 128 pointwise and 18 depthwise
+#: multipliers for the LFE5U-85F's 156 18×18 DSPs; ``large`` is for bigger FPGAs;
+#: ``tiny`` and ``small`` keep simulation benches quick.
+PRESETS: dict[str, AccelConfig] = {
+    "ecp5-85f": AccelConfig(),
+    "large": AccelConfig(pw_rows=32, pw_cols=32, dw_lanes=16, rq_lanes=16, axi_data_width=256),
+    "small": AccelConfig(
+        pw_rows=8, pw_cols=4, dw_lanes=2, rq_lanes=2, pw_acc_depth=64, lb_max_width=64, lb_max_channels=256,
+        lb_max_row_bytes=2048, axi_data_width=64,
+    ),
+    "tiny": AccelConfig(
+        pw_rows=4, pw_cols=4, dw_lanes=1, rq_lanes=1, pw_acc_depth=16, lb_max_width=32, lb_max_channels=64,
+        lb_max_row_bytes=512, axi_data_width=32,
+    ),
+}
+
+DEFAULT_PRESET = "ecp5-85f"
+
+
+def preset(name: str) -> AccelConfig:
+    """The named preset; ValueError listing the names if there is none."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown configuration preset {name!r}; choose one of {', '.join(PRESETS)}"
+        ) from None

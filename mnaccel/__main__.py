@@ -1,0 +1,3 @@
+from mnaccel.sim.cli import main
+
+raise SystemExit(main())

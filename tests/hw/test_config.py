@@ -1,0 +1,60 @@
+import dataclasses
+
+import pytest
+
+from mnaccel.hw.config import DEFAULT_PRESET, PRESETS, AccelConfig, preset
+
+
+def test_default_preset_fits_ecp5_85f_multipliers():
+    cfg = preset(DEFAULT_PRESET)
+    # The LFE5U-85F has 156 18x18 multipliers; the datapath's int8 multipliers must leave
+    # room on it (the requantizer's wide products may use the rest or LUTs).
+    assert cfg.multipliers == cfg.pw_rows * cfg.pw_cols + cfg.dw_lanes * cfg.dw_kernel**2
+    assert cfg.multipliers <= 156
+
+
+def test_default_depthwise_lanes_keep_pace_with_pointwise_on_mobilenet_v1():
+    # Fused dw->pw: per pixel the pointwise array needs ceil(C/rows)*ceil(Cout/cols) cycles,
+    # the depthwise array ceil(C/lanes). MobileNetV1's dw/pw pairs (C, Cout) at alpha 1.0:
+    pairs = [(32, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512)]
+    pairs += [(512, 512)] * 5 + [(512, 1024), (1024, 1024)]
+    cfg = preset(DEFAULT_PRESET)
+    for c, cout in pairs:
+        pw = -(-c // cfg.pw_rows) * -(-cout // cfg.pw_cols)
+        dw = -(-c // cfg.dw_lanes)
+        assert dw <= pw, (c, cout, dw, pw)
+
+
+def test_large_preset_is_larger():
+    assert PRESETS["large"].pw_multipliers == 32 * 32
+    assert PRESETS["large"].multipliers > PRESETS[DEFAULT_PRESET].multipliers
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("pw_rows", 12, "pw_rows must be a power of two, not 12"),
+        ("pw_cols", 0, "pw_cols must be a power of two, not 0"),
+        ("dw_kernel", 7, "dw_kernel must be 3 or 5, not 7"),
+        ("acc_width", 24, "acc_width must be 32"),
+        ("axi_data_width", 48, "axi_data_width must be"),
+        ("lb_max_width", 4, "lb_max_width must be in [8, 4096], not 4"),
+    ],
+)
+def test_bad_values_are_named(field, value, words):
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        AccelConfig(**{field: value})
+
+
+def test_frozen_and_replace():
+    cfg = AccelConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.pw_rows = 32
+    bigger = cfg.replace(pw_rows=32)
+    assert bigger.pw_rows == 32 and cfg.pw_rows == 16
+    assert bigger.config_id != cfg.config_id
+
+
+def test_unknown_preset_lists_names():
+    with pytest.raises(ValueError, match="unknown configuration preset 'nope'.*ecp5-85f"):
+        preset("nope")
