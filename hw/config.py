@@ -39,6 +39,10 @@ class AccelConfig:
     dw_kernel : int
         Side of the depthwise PE array's native window (``dw_kernel**2`` multipliers per
         lane). Larger kernels, up to ``max_kernel``, take several passes.
+    lb_in_lanes : int
+        Channels per input beat of the line buffer, a multiple of ``dw_lanes``. Wider than
+        ``dw_lanes`` so that stride-2 layers, which read four input pixels per output pixel,
+        keep pace with the pointwise array (see ``docs/hw/line_buffer.md``).
     max_kernel : int
         Largest depthwise kernel side the line buffer and PE array accept (3 or 5).
     lb_max_width : int
@@ -70,6 +74,7 @@ class AccelConfig:
     pw_cols: int = 8
     dw_lanes: int = 2
     dw_kernel: int = 3
+    lb_in_lanes: int = 8
     max_kernel: int = 5
     lb_max_width: int = 224
     lb_max_channels: int = 1024
@@ -85,6 +90,11 @@ class AccelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
+        if not _is_pow2(self.lb_in_lanes) or self.lb_in_lanes < self.dw_lanes:
+            raise ValueError(
+                f"lb_in_lanes must be a power of two and a multiple of dw_lanes, "
+                f"not {self.lb_in_lanes!r}"
+            )
         if self.dw_kernel not in (3, 5):
             raise ValueError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
         if self.max_kernel not in (3, 5) or self.max_kernel < self.dw_kernel:
@@ -95,8 +105,7 @@ class AccelConfig:
             raise ValueError(f"lb_max_width must be in [8, 4096], not {self.lb_max_width!r}")
         if not _is_pow2(self.lb_max_channels) or self.lb_max_channels < self.dw_lanes:
             raise ValueError(
-                f"lb_max_channels must be a power of two >= dw_lanes, "
-                f"not {self.lb_max_channels!r}"
+                f"lb_max_channels must be a power of two >= dw_lanes, not {self.lb_max_channels!r}"
             )
         if self.lb_max_row_bytes < self.lb_max_width:
             raise ValueError(
@@ -145,14 +154,32 @@ class AccelConfig:
 #: ``tiny`` and ``small`` keep simulation benches quick.
 PRESETS: dict[str, AccelConfig] = {
     "ecp5-85f": AccelConfig(),
-    "large": AccelConfig(pw_rows=32, pw_cols=32, dw_lanes=16, rq_lanes=16, axi_data_width=256),
+    "large": AccelConfig(
+        pw_rows=32, pw_cols=32, dw_lanes=16, lb_in_lanes=64, rq_lanes=16, axi_data_width=256
+    ),
     "small": AccelConfig(
-        pw_rows=8, pw_cols=4, dw_lanes=2, rq_lanes=2, pw_acc_depth=64, lb_max_width=64, lb_max_channels=256,
-        lb_max_row_bytes=2048, axi_data_width=64,
+        pw_rows=8,
+        pw_cols=4,
+        dw_lanes=2,
+        lb_in_lanes=8,
+        rq_lanes=2,
+        pw_acc_depth=64,
+        lb_max_width=64,
+        lb_max_channels=256,
+        lb_max_row_bytes=2048,
+        axi_data_width=64,
     ),
     "tiny": AccelConfig(
-        pw_rows=4, pw_cols=4, dw_lanes=1, rq_lanes=1, pw_acc_depth=16, lb_max_width=32, lb_max_channels=64,
-        lb_max_row_bytes=512, axi_data_width=32,
+        pw_rows=4,
+        pw_cols=4,
+        dw_lanes=1,
+        lb_in_lanes=1,
+        rq_lanes=1,
+        pw_acc_depth=16,
+        lb_max_width=32,
+        lb_max_channels=64,
+        lb_max_row_bytes=512,
+        axi_data_width=32,
     ),
 }
 

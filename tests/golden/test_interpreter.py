@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+
 from mnaccel.golden import ops
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Activation, Graph, Layer, Op, Padding, Tensor

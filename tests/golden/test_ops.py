@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
 from mnaccel.golden import ops, quant
 from mnaccel.golden.graph import Activation, Padding
 

@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from mnaccel.golden import quant
 from mnaccel.golden.graph import Activation
 

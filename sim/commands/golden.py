@@ -1,0 +1,172 @@
+"""``mnaccel golden``: run the golden model and dump every layer's output.
+
+``DIR`` receives one ``.npy`` per layer output (int8, NHWC, named
+``<index>_<layer name>.npy``) and ``manifest.json``::
+
+    {"model": "mobilenet_v1",
+     "layers": [{"index": 0, "name": "conv1", "op": "CONV_2D",
+                 "file": "000_conv1.npy", "tensor": null}, ...]}
+
+in execution order, where ``tensor`` is the TFLite tensor index of the output for imported
+models. The dump is written into a temporary directory beside ``DIR`` and renamed at the
+end, so bad input or an interruption leaves ``DIR`` as it was. An existing ``DIR`` is
+replaced only if it is empty or holds an earlier dump (a ``manifest.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mnaccel.golden.errors import UserError
+from mnaccel.golden.graph import Graph
+
+__all__ = ["layer_file_name", "read_input", "register", "run"]
+
+
+def register(subparsers, add_model_args) -> None:
+    """Add the ``golden`` command to the CLI."""
+    p = subparsers.add_parser(
+        "golden",
+        help="run the golden model, dump every layer output as .npy",
+        description="Run the bit-exact int8 golden model and write one .npy per layer "
+        "output plus manifest.json to DIR.",
+    )
+    add_model_args(p)
+    p.add_argument(
+        "--input",
+        metavar="X.npy",
+        help="int8 NHWC input of the model's input shape (default: seeded random, --seed)",
+    )
+    p.add_argument("--dump", metavar="DIR", required=True, help="output directory")
+    p.add_argument(
+        "--kernels",
+        choices=("reference", "optimized"),
+        default="reference",
+        help="TFLite's reference kernels (default) or the optimized CPU kernels, which "
+        "round some ties differently (docs/numerics.md)",
+    )
+    p.set_defaults(run=run)
+
+
+def layer_file_name(index: int, name: str) -> str:
+    """The dump's file name for layer ``index``: its name made safe for file systems."""
+    return f"{index:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.npy"
+
+
+def read_input(path: str, graph: Graph) -> np.ndarray:
+    """Load ``path``, an int8 ``.npy`` of ``graph``'s input shape; UserError otherwise."""
+    expected = graph.input_tensor.shape
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"input file {path!r} does not exist") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"input file {path!r} is not a readable .npy file ({exc})") from None
+    if not isinstance(x, np.ndarray):
+        raise UserError(f"input file {path!r} is not a .npy file (it holds several arrays)")
+    if x.dtype != np.int8:
+        raise UserError(f"input file {path!r} holds {x.dtype} values; the model needs int8")
+    if x.shape != expected:
+        raise UserError(
+            f"input file {path!r} has shape {x.shape}; the model needs {expected} (NHWC)"
+        )
+    return x
+
+
+def _check_dump_dir(dump: Path) -> None:
+    if dump.exists() and not dump.is_dir():
+        raise UserError(f"--dump {str(dump)!r} exists and is not a directory")
+    if dump.is_dir() and any(dump.iterdir()) and not (dump / "manifest.json").is_file():
+        raise UserError(
+            f"--dump {str(dump)!r} is not empty and holds no earlier dump; refusing to replace it"
+        )
+
+
+class _Progress:
+    """Status on one rewritten stderr line, shown only on a terminal (logs stay clean)."""
+
+    def __init__(self):
+        self.enabled = sys.stderr.isatty()
+        self.width = 0
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + text.ljust(self.width))
+            sys.stderr.flush()
+            self.width = len(text)
+
+    def layer(self, done: int, total: int, layer) -> None:
+        self.show(f"[{done}/{total}] {layer.name}")
+
+    def done(self) -> None:
+        if self.enabled and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+            self.width = 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from mnaccel.golden import interpreter
+    from mnaccel.golden.zoo import random_input
+    from mnaccel.sim.cli import load_model
+
+    dump = Path(args.dump)
+    _check_dump_dir(dump)
+    progress = _Progress()
+    progress.show(f"loading {args.model} ...")
+    try:
+        graph = load_model(args)
+    finally:
+        progress.done()
+    if args.input is not None:
+        x = read_input(args.input, graph)
+    else:
+        x = random_input(graph, args.seed)
+
+    try:
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".tmp", dir=dump.parent))
+    except OSError as exc:
+        raise UserError(f"cannot write to {str(dump)!r}: {exc.strerror}") from None
+    old = None
+    try:
+        try:
+            outputs = interpreter.run(graph, x, kernel=args.kernels, progress=progress.layer)
+        finally:
+            progress.done()
+        entries = []
+        for i, layer in enumerate(graph.layers):
+            file = layer_file_name(i, layer.name)
+            np.save(tmp / file, outputs[layer.output])
+            entries.append(
+                {
+                    "index": i,
+                    "name": layer.name,
+                    "op": layer.op.value,
+                    "file": file,
+                    "tensor": graph.tensors[layer.output].index,
+                }
+            )
+        manifest = {"model": graph.name, "kernels": args.kernels, "layers": entries}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if dump.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".old", dir=dump.parent))
+            dump.rename(old / "dump")
+        tmp.rename(dump)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if old is not None:
+            if not dump.exists():  # interrupted between the two renames: put it back
+                (old / "dump").rename(dump)
+            shutil.rmtree(old)
+    print(f"{graph.name}: {len(entries)} layer outputs written to {dump}")
+    return 0
