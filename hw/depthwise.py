@@ -1,0 +1,326 @@
+# amaranth: UnusedElaboratable=no
+"""Depthwise PE array: ``lanes`` × ``kernel²`` int8 multipliers, adder trees, int32 out.
+
+Each lane computes one channel's window sum ``Σ x·w`` over raw int8 taps and weights (the
+compiler folds the input zero point into the bias: ``Σ(x − zp)·w = Σx·w − zp·Σw``, exact
+because padded taps carry ``zp``). The array has the native ``kernel × kernel`` (3×3)
+multipliers per lane; a 5×5 window is summed from three *passes* of nine taps each over the
+row-major flattened window (taps 0–8, 9–17, 18–24 plus two zero-weight slots), one pass
+per cycle, accumulating in the lane's int32 register. Three passes rather than four 3×3
+sub-windows (3×3, 3×2, 2×3, 2×2): the whole window is in registers already, tap
+positions do not matter to a multiplier, and 27 slots for 25 taps (93 % busy) beat 36.
+
+Pipeline (every stage advances together when the output is free)::
+
+    window + pass ─► tap select ─► ×(weights from memory) ─► 3 sums of 3 ─► Σ, accumulate ─► o
+                      stage 1          stage 2                  stage 3        stage 4
+
+:class:`DepthwiseEngine` joins a :class:`~mnaccel.hw.line_buffer.LineBuffer` to the array:
+pixel stream in, one int32 vector of ``lanes`` accumulators per window out.
+"""
+
+# (First line: DepthwiseEngine builds its two blocks at construction, for their timing
+# models; they are elaborated exactly when the engine is, which Amaranth still checks.)
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from mnaccel.hw.line_buffer import LineBuffer, window_layout
+
+__all__ = ["DepthwiseArray", "DepthwiseEngine", "weight_beats"]
+
+
+def _is_pow2(n) -> bool:
+    return isinstance(n, int) and n > 0 and n & (n - 1) == 0
+
+
+def _passes(k: int, native: int) -> int:
+    return -(-k * k // native**2)
+
+
+def weight_layout(lanes: int, kernel: int, max_kernel: int, max_channels: int):
+    """Payload of :class:`DepthwiseArray`'s ``w`` stream: one weight-memory entry."""
+    return data.StructLayout({
+        "taps": data.ArrayLayout(data.ArrayLayout(signed(8), lanes), kernel * kernel),
+        "group": unsigned((max(2, max_channels // lanes) - 1).bit_length()),
+        "part": unsigned(2),
+    })
+
+
+def output_layout(lanes: int, max_channels: int):
+    """Payload of :class:`DepthwiseArray`'s ``o`` stream."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(32), lanes),
+        "group": unsigned((max(2, max_channels // lanes) - 1).bit_length()),
+        "first": 1,
+        "last": 1,
+    })
+
+
+def weight_beats(weights, lanes: int, kernel: int = 3) -> list[dict]:
+    """The ``w`` stream beats loading depthwise ``weights`` of shape ``(K, K, C)``.
+
+    ``C`` is padded with zero weights to a multiple of ``lanes``. Pass ``p`` of channel
+    group ``g`` holds taps ``p·kernel² … (p+1)·kernel² − 1`` of the row-major flattened
+    K×K window (zero beyond ``K²``).
+    """
+    w = np.asarray(weights, dtype=np.int64)
+    if w.ndim != 3 or w.shape[0] != w.shape[1] or w.shape[0] not in (3, 5):
+        raise ValueError(f"weights must have shape (K, K, C) with K 3 or 5, not {w.shape}")
+    k, _, c = w.shape
+    n = kernel * kernel
+    groups = -(-c // lanes)
+    passes = _passes(k, kernel)
+    flat = np.zeros((passes * n, groups * lanes), dtype=np.int64)
+    flat[:k * k, :c] = w.reshape(k * k, c)
+    beats = []
+    for g in range(groups):
+        for p in range(passes):
+            taps = flat[p * n:(p + 1) * n, g * lanes:(g + 1) * lanes]
+            beats.append({"taps": taps.tolist(), "group": g, "part": p})
+    return beats
+
+
+class DepthwiseArray(wiring.Component):
+    """``lanes`` lanes of ``kernel²`` int8 multipliers with adder trees and int32 outputs.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels computed per cycle (power of two).
+    kernel : int
+        Native window side (3): ``kernel²`` multipliers per lane.
+    max_kernel : int
+        Largest window side accepted (3 or 5); larger than ``kernel`` takes several passes.
+    max_channels : int
+        Channels the weight memory holds (power of two).
+
+    Members
+    -------
+    w : In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels)))
+        Weight-memory writes (always ready); see :func:`weight_beats`. Load a layer's
+        weights before its windows.
+    i : In(stream.Signature(window_layout(lanes, max_kernel, max_channels)))
+        Windows from the line buffer; ``group`` selects the weights, ``kernel5`` the passes.
+    o : Out(stream.Signature(output_layout(lanes, max_channels)))
+        ``acc[lane] = Σ taps·weights`` of channel ``group·lanes + lane``.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from the acceptance of a window (its last pass) to its sum on ``o``: 4.
+    passes(k) : int
+        Cycles per window of side ``k`` (1 for 3×3, 3 for 5×5); the array takes one window
+        per lane group every ``passes(k)`` cycles: ``windows_per_cycle(k) = 1/passes(k)``.
+    multipliers : int
+        ``lanes · kernel²``.
+    """
+
+    def __init__(self, *, lanes: int, kernel: int = 3, max_kernel: int = 5, max_channels: int):
+        if not _is_pow2(lanes):
+            raise ValueError(f"lanes must be a power of two, not {lanes!r}")
+        if kernel != 3:
+            raise ValueError(f"kernel (the native window) must be 3, not {kernel!r}")
+        if max_kernel not in (3, 5):
+            raise ValueError(f"max_kernel must be 3 or 5, not {max_kernel!r}")
+        if not _is_pow2(max_channels) or max_channels < lanes:
+            raise ValueError(f"max_channels must be a power of two >= lanes, "
+                             f"not {max_channels!r}")
+        self._lanes, self._kernel = lanes, kernel
+        self._max_kernel, self._max_channels = max_kernel, max_channels
+        super().__init__({
+            "w": In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels))),
+            "i": In(stream.Signature(window_layout(lanes, max_kernel, max_channels))),
+            "o": Out(stream.Signature(output_layout(lanes, max_channels))),
+        })
+
+    lanes = property(lambda self: self._lanes)
+    kernel = property(lambda self: self._kernel)
+    max_kernel = property(lambda self: self._max_kernel)
+    max_channels = property(lambda self: self._max_channels)
+
+    @property
+    def latency(self) -> int:
+        return 4
+
+    @property
+    def multipliers(self) -> int:
+        return self._lanes * self._kernel**2
+
+    def passes(self, k: int) -> int:
+        """Cycles the array spends on one window of side ``k``."""
+        if k not in (3, 5) or k > self._max_kernel:
+            raise ValueError(f"k must be 3 or 5 and at most {self._max_kernel}, not {k!r}")
+        return _passes(k, self._kernel)
+
+    def windows_per_cycle(self, k: int) -> float:
+        return 1 / self.passes(k)
+
+    @property
+    def weight_depth(self) -> int:
+        """Entries of the weight memory: channel groups × passes of the largest kernel."""
+        return self._max_channels // self._lanes * _passes(self._max_kernel, self._kernel)
+
+    @staticmethod
+    def _address(group, part, passes):
+        # group·passes + part, with shifts and adds: a constant multiply would take a DSP.
+        if passes == 1:
+            return group
+        return (group << 1) + group + part
+
+    def elaborate(self, platform):
+        m = Module()
+        L, N, KM = self._lanes, self._kernel**2, self._max_kernel
+        PM = _passes(KM, self._kernel)
+        slots = data.ArrayLayout(data.ArrayLayout(signed(8), L), N)
+
+        m.submodules.weights = mem = Memory(shape=slots, depth=self.weight_depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+        m.d.comb += [
+            self.w.ready.eq(1),
+            wp.addr.eq(self._address(self.w.payload.group, self.w.payload.part, PM)),
+            wp.data.eq(self.w.payload.taps),
+            wp.en.eq(self.w.valid),
+        ]
+
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+
+        # Stage 0: the window waits on `i` for all its passes.
+        win = self.i.payload
+        part = Signal(2)
+        last_part = Mux(win.kernel5, part == PM - 1, 1) if PM > 1 else Const(1)
+        m.d.comb += [
+            self.i.ready.eq(en & last_part),
+            rp.addr.eq(self._address(win.group, part, PM)),
+            rp.en.eq(en),
+        ]
+        with m.If(en & self.i.valid):
+            m.d.sync += part.eq(Mux(last_part, 0, part + 1))
+
+        # Tap of slot n in this pass.
+        sel = Signal(slots)
+        for n in range(N):
+            tap3 = win.taps[n // 3][n % 3]
+            if PM == 1:
+                m.d.comb += sel[n].eq(tap3)
+                continue
+            choice = tap3
+            for p in range(PM):
+                t = p * N + n
+                tap5 = win.taps[t // 5][t % 5] if t < 25 else 0
+                choice = Mux(win.kernel5 & (part == p), tap5, choice)
+            m.d.comb += sel[n].eq(choice)
+
+        # Stage 1: taps registered alongside the weight read.
+        s1 = Signal(data.StructLayout({"taps": slots, "valid": 1, "first_part": 1,
+                                       "last_part": 1, "group": len(win.group), "first": 1,
+                                       "last": 1}))
+        with m.If(en):
+            m.d.sync += [
+                s1.taps.eq(sel), s1.valid.eq(self.i.valid), s1.first_part.eq(part == 0),
+                s1.last_part.eq(last_part), s1.group.eq(win.group), s1.first.eq(win.first),
+                s1.last.eq(win.last),
+            ]
+        ctl = data.StructLayout({"valid": 1, "first_part": 1, "last_part": 1,
+                                 "group": len(win.group), "first": 1, "last": 1})
+
+        # Stage 2: products.
+        s2_ctl = Signal(ctl)
+        prod = [[Signal(signed(16), name=f"prod_{lane}_{n}") for n in range(N)]
+                for lane in range(L)]
+        # Stage 3: partial sums of three.
+        s3_ctl = Signal(ctl)
+        part_sums = [[Signal(signed(18), name=f"psum_{lane}_{j}") for j in range(3)]
+                     for lane in range(L)]
+        # Stage 4: accumulators / output.
+        acc = [Signal(signed(32), name=f"acc_{lane}") for lane in range(L)]
+        with m.If(en):
+            for field in ("valid", "first_part", "last_part", "group", "first", "last"):
+                m.d.sync += [s2_ctl[field].eq(s1[field]), s3_ctl[field].eq(s2_ctl[field])]
+            for lane in range(L):
+                for n in range(N):
+                    m.d.sync += prod[lane][n].eq(s1.taps[n][lane] * rp.data[n][lane])
+                for j in range(3):
+                    group = prod[lane][j * 3:(j + 1) * 3]
+                    m.d.sync += part_sums[lane][j].eq(sum(group))
+                total = part_sums[lane][0] + part_sums[lane][1] + part_sums[lane][2]
+                with m.If(s3_ctl.valid):
+                    m.d.sync += acc[lane].eq(Mux(s3_ctl.first_part, total, acc[lane] + total))
+            m.d.sync += [
+                self.o.valid.eq(s3_ctl.valid & s3_ctl.last_part),
+                self.o.payload.group.eq(s3_ctl.group),
+                self.o.payload.first.eq(s3_ctl.first),
+                self.o.payload.last.eq(s3_ctl.last),
+            ]
+        for lane in range(L):
+            m.d.comb += self.o.payload.acc[lane].eq(acc[lane])
+        return m
+
+
+class DepthwiseEngine(wiring.Component):
+    """Line buffer → depthwise PE array: a depthwise convolution's int32 accumulators.
+
+    Parameters
+    ----------
+    lanes, in_lanes, max_kernel, max_width, max_channels, max_row_bytes : int
+        As :class:`~mnaccel.hw.line_buffer.LineBuffer`.
+    kernel : int
+        Native window of the array (3).
+
+    Members
+    -------
+    cfg : In(stream.Signature(layer_config_layout(max_width, max_channels)))
+        The layer's shape (see :class:`~mnaccel.hw.line_buffer.LineBuffer`).
+    i : In(stream.Signature(data.ArrayLayout(signed(8), in_lanes)))
+        Input pixels, NHWC raster, ``in_lanes`` channels per beat.
+    w : In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels)))
+        Weights, loaded before the layer (:func:`weight_beats`).
+    o : Out(stream.Signature(output_layout(lanes, max_channels)))
+        Accumulators, NHWC order, ``lanes`` channels per beat.
+
+    Attributes
+    ----------
+    line_buffer : LineBuffer
+    array : DepthwiseArray
+    latency : int
+        Line buffer latency + array latency.
+    """
+
+    def __init__(self, *, lanes: int, in_lanes: int | None = None, kernel: int = 3,
+                 max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int):
+        self.line_buffer = LineBuffer(lanes=lanes, in_lanes=in_lanes, max_kernel=max_kernel,
+                                      max_width=max_width, max_channels=max_channels,
+                                      max_row_bytes=max_row_bytes)
+        self.array = DepthwiseArray(lanes=lanes, kernel=kernel, max_kernel=max_kernel,
+                                    max_channels=max_channels)
+        lb, arr = self.line_buffer.signature.members, self.array.signature.members
+        super().__init__({"cfg": lb["cfg"], "i": lb["i"], "w": arr["w"], "o": arr["o"]})
+
+    @property
+    def latency(self) -> int:
+        return self.line_buffer.latency + self.array.latency
+
+    def frame_cycles(self, height, width, channels, kernel, stride, padding) -> tuple[int, int]:
+        """Cycles (from ``cfg`` accepted) of the first and last output, no stalls."""
+        first, last = self.line_buffer.frame_cycles(
+            height, width, channels, kernel, stride, padding,
+            cycles_per_window=self.array.passes(kernel))
+        return first + self.array.latency, last + self.array.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.line_buffer = self.line_buffer
+        m.submodules.array = self.array
+        wiring.connect(m, self.line_buffer.o, self.array.i)
+        wiring.connect(m, wiring.flipped(self.cfg), self.line_buffer.cfg)
+        wiring.connect(m, wiring.flipped(self.i), self.line_buffer.i)
+        wiring.connect(m, wiring.flipped(self.w), self.array.w)
+        wiring.connect(m, self.array.o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,142 @@
+"""The pointwise systolic array: a rows × cols grid of :class:`~mnaccel.hw.pe.PE`.
+
+Weight-stationary: PE ``(r, c)`` holds the weights of input channel ``r`` → output channel
+``c`` (two banks). Activations enter at the left edge, one input channel per row, and move
+right one PE per cycle; partial sums start at zero at the top and move down one PE per
+cycle, so column ``c`` reduces ``rows`` input channels into output channel ``c``. The array
+expects skewed inputs and gives skewed outputs; :class:`~mnaccel.hw.pointwise.Pointwise`
+does the skewing (like Gemmini's ``Mesh`` inside ``MeshWithDelays``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from mnaccel.hw.pe import PE, product_sum_width
+
+__all__ = ["SystolicArray", "weight_write_layout"]
+
+
+def weight_write_layout(rows: int) -> data.StructLayout:
+    """Layout of one column's weight-write bus: write ``data`` into PE ``row``, bank ``bank``."""
+    return data.StructLayout({
+        "en": unsigned(1),
+        "row": range(rows),
+        "bank": unsigned(1),
+        "data": signed(8),
+    })
+
+
+def _check_dim(name: str, value) -> int:
+    if not isinstance(value, int) or value < 1 or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two, not {value!r}")
+    return value
+
+
+class SystolicArray(wiring.Component):
+    """A weight-stationary rows × cols grid of int8 MAC PEs.
+
+    Timing, counted in enabled cycles (``en`` high; nothing moves otherwise): an activation
+    vector whose element ``r`` (with its bank bit) is presented on ``x[r]``/``bank[r]`` in
+    cycle ``t + r`` (the input skew) yields, for output channel ``c``, the sum
+    ``Σ_r x[r] · weight[bank[r]][r][c]`` on ``sums[c]`` in cycle ``t + rows + c`` (the output
+    skew). A weight write into row ``r`` presented on ``w[c]`` in cycle ``T`` replaces the
+    weight of PE ``(r, c)`` at the end of that cycle: it belongs to wavefront
+    ``s = T - r - c`` — the vector passing that PE in cycle ``T`` still uses the old weight,
+    the vectors after ``s`` the new one. The wrapper skews writes like activations, so that
+    loading one bank while the other computes is exact per vector.
+
+    Parameters
+    ----------
+    rows : int
+        Input channels reduced per activation vector. Power of two.
+    cols : int
+        Output channels computed per activation vector. Power of two.
+
+    Members
+    -------
+    en : In(1)
+        Global clock enable of the grid (stall when low).
+    x : In(ArrayLayout(signed(8), rows))
+        Activations entering the left edge, row ``r`` skewed by ``r`` cycles.
+    bank : In(rows)
+        Weight bank of each row's entering activation (travels with it).
+    w : In(ArrayLayout(weight_write_layout(rows), cols))
+        Per-column weight-write bus, column ``c`` skewed by ``c`` cycles.
+    sums : Out(ArrayLayout(signed(sum_width), cols))
+        Bottom-edge partial sums, column ``c`` skewed by ``c`` cycles.
+
+    Attributes
+    ----------
+    rows, cols : int
+        The grid size.
+    sum_width : int
+        Bits of the bottom-edge sums (enough for ``rows`` int8 products, no overflow).
+    latency : int
+        Cycles from an activation vector's row-0 element entering to its last column's
+        sum leaving: ``rows + cols - 1``.
+    macs_per_cycle : int
+        ``rows * cols``: one activation vector enters per cycle.
+    """
+
+    def __init__(self, *, rows: int, cols: int):
+        self._rows = _check_dim("rows", rows)
+        self._cols = _check_dim("cols", cols)
+        super().__init__({
+            "en": In(1),
+            "x": In(data.ArrayLayout(signed(8), rows)),
+            "bank": In(rows),
+            "w": In(data.ArrayLayout(weight_write_layout(rows), cols)),
+            "sums": Out(data.ArrayLayout(signed(self.sum_width), cols)),
+        })
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def sum_width(self) -> int:
+        return product_sum_width(self._rows)
+
+    @property
+    def latency(self) -> int:
+        return self._rows + self._cols - 1
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self._rows * self._cols
+
+    def elaborate(self, platform):
+        m = Module()
+        pes = {}
+        for r in range(self._rows):
+            # Row r's sums carry r products in and r + 1 out: narrow sums near the top.
+            sum_in = product_sum_width(r) if r else 16
+            for c in range(self._cols):
+                pe = PE(sum_in_width=sum_in, sum_out_width=product_sum_width(r + 1))
+                m.submodules[f"pe_{r}_{c}"] = pes[r, c] = pe
+                w = self.w[c]
+                m.d.comb += [
+                    pe.en.eq(self.en),
+                    pe.w_en.eq(w.en & (w.row == r)),
+                    pe.w_bank.eq(w.bank),
+                    pe.w_data.eq(w.data),
+                ]
+                if c == 0:
+                    m.d.comb += [pe.x_in.eq(self.x[r]), pe.bank_in.eq(self.bank[r])]
+                else:
+                    left = pes[r, c - 1]
+                    m.d.comb += [pe.x_in.eq(left.x_out), pe.bank_in.eq(left.bank_out)]
+                if r == 0:
+                    m.d.comb += pe.sum_in.eq(0)
+                else:
+                    m.d.comb += pe.sum_in.eq(pes[r - 1, c].sum_out)
+        for c in range(self._cols):
+            m.d.comb += self.sums[c].eq(pes[self._rows - 1, c].sum_out)
+        return m

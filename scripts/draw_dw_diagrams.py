@@ -1,0 +1,89 @@
+"""Draw the block diagrams of the line buffer and the depthwise array.
+
+Writes docs/img/line_buffer.png and docs/img/depthwise.png (named by docs/hw/line_buffer.md
+and docs/hw/depthwise.md). Run: ``/work/venv/bin/python scripts/draw_dw_diagrams.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
+
+
+def box(ax, x, y, w, h, text, color="#dde8f5"):
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black"))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
+
+
+def arrow(ax, x0, y0, x1, y1, text=""):
+    ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
+    if text:
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.08, text, ha="center", fontsize=7)
+
+
+def line_buffer() -> None:
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    box(ax, 0.0, 2.0, 1.4, 0.8, "cfg stream\n(H, W, C, K, s,\npad, zp)", "#f5ecd7")
+    box(ax, 0.0, 0.6, 1.4, 0.8, "i stream\nin_lanes int8\nper beat (NHWC)", "#f5ecd7")
+    box(ax, 2.0, 2.0, 1.8, 0.8, "position counters\n(ry, rx, gc), emit,\nrow/col masks")
+    box(ax, 2.0, 0.2, 1.8, 1.3, "vertical memory\n[x·Gc + gc]\nK_max−1 rows above\n(read, write)")
+    box(ax, 4.4, 0.2, 1.8, 1.3, "horizontal memory\n[gc]\nK_max−1 cols left\n(read, write back)")
+    box(ax, 4.4, 2.0, 1.8, 0.8, "window K_max×K_max\n× in_lanes\npad taps := zp")
+    box(ax, 6.8, 2.0, 1.4, 0.8, "output register\n(one window)")
+    box(ax, 6.8, 0.6, 1.4, 0.8, "gearbox\nin_lanes → lanes\n(m windows)")
+    box(ax, 8.7, 0.6, 1.2, 0.8, "o stream\nK×K×lanes\n+ group, flags", "#f5ecd7")
+    arrow(ax, 1.4, 2.4, 2.0, 2.4)
+    arrow(ax, 1.4, 1.0, 2.0, 1.0, "pixel")
+    arrow(ax, 3.8, 0.85, 4.4, 0.85, "column")
+    arrow(ax, 3.8, 1.3, 4.4, 2.2, "new column")
+    arrow(ax, 5.3, 1.5, 5.3, 2.0, "history")
+    arrow(ax, 3.8, 2.6, 4.4, 2.6, "masks")
+    arrow(ax, 6.2, 2.4, 6.8, 2.4, "emit")
+    arrow(ax, 7.5, 2.0, 7.5, 1.4)
+    arrow(ax, 8.2, 1.0, 8.7, 1.0)
+    ax.set_xlim(-0.1, 10)
+    ax.set_ylim(0, 3)
+    ax.axis("off")
+    ax.set_title("LineBuffer: one position (pixel, channel group) per cycle")
+    fig.tight_layout()
+    fig.savefig(OUT / "line_buffer.png", dpi=120)
+    plt.close(fig)
+
+
+def depthwise() -> None:
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    box(ax, 0.0, 1.2, 1.3, 0.9, "window\n(from line buffer)\n+ pass counter", "#f5ecd7")
+    box(ax, 0.0, 0.0, 1.3, 0.8, "w stream\n(group, part)", "#f5ecd7")
+    box(ax, 1.8, 1.2, 1.5, 0.9, "tap select\n9 slots per lane\n(pass p of 5×5)")
+    box(ax, 1.8, 0.0, 1.5, 0.8, "weight memory\n[group·P + part]\n9×lanes int8")
+    box(ax, 3.8, 0.6, 1.5, 1.1, "lanes × 9\nint8 × int8\n(MULT18X18D)")
+    box(ax, 5.8, 0.6, 1.4, 1.1, "3 sums of 3\nper lane")
+    box(ax, 7.7, 0.6, 1.3, 1.1, "Σ, accumulate\nover passes\nint32")
+    box(ax, 9.3, 0.6, 0.9, 1.1, "o\nlanes ×\nint32", "#f5ecd7")
+    arrow(ax, 1.3, 1.65, 1.8, 1.65)
+    arrow(ax, 1.3, 0.4, 1.8, 0.4)
+    arrow(ax, 3.3, 1.65, 3.8, 1.3, "stage 1")
+    arrow(ax, 3.3, 0.4, 3.8, 0.9, "read")
+    arrow(ax, 5.3, 1.15, 5.8, 1.15, "stage 2")
+    arrow(ax, 7.2, 1.15, 7.7, 1.15, "stage 3")
+    arrow(ax, 9.0, 1.15, 9.3, 1.15, "4")
+    ax.set_xlim(-0.1, 10.3)
+    ax.set_ylim(-0.1, 2.3)
+    ax.axis("off")
+    ax.set_title("DepthwiseArray: one 3×3 window per lane per cycle; 5×5 in 3 passes")
+    fig.tight_layout()
+    fig.savefig(OUT / "depthwise.png", dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    line_buffer()
+    depthwise()

@@ -1,0 +1,102 @@
+# amaranth: UnusedElaboratable=no
+"""The MAC processing element, in amaranth.sim."""
+
+import random
+import re
+
+import pytest
+from amaranth.sim import Simulator
+
+from mnaccel.hw.pe import PE, product_sum_width
+
+
+@pytest.mark.parametrize("terms", [1, 2, 3, 4, 5, 16, 17, 1024])
+def test_product_sum_width_is_the_smallest_that_fits(terms):
+    lo, hi = -128 * 127 * terms, 128 * 128 * terms
+    width = product_sum_width(terms)
+    assert -(2 ** (width - 1)) <= lo and hi < 2 ** (width - 1)
+    assert hi >= 2 ** (width - 2)  # one bit fewer would overflow
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad"),
+    [
+        ({"sum_in_width": 0}, "sum_in_width must be a positive int, not 0"),
+        ({"sum_out_width": 15}, "sum_out_width must be an int >= max(16, sum_in_width=16), not 15"),
+        ({"sum_in_width": 20, "sum_out_width": 18}, "sum_in_width=20), not 18"),
+    ],
+)
+def test_rejects_bad_widths(kwargs, bad):
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        PE(**kwargs)
+
+
+def test_macs_switch_banks_and_stall():
+    dut = PE(sum_in_width=18, sum_out_width=19)
+    rng = random.Random(5)
+    extremes = [-128, 127, -1, 0]
+
+    def int8():
+        return rng.choice(extremes) if rng.random() < 0.3 else rng.randint(-128, 127)
+
+    async def bench(ctx):
+        weights = [None, None]  # the model: what each bank holds
+        expect = None  # (x, bank, sum) due on the outputs after the last enabled cycle
+        for cycle in range(600):
+            en = rng.random() < 0.8
+            x, bank = int8(), rng.randint(0, 1)
+            s = rng.randint(-(2**17), 2**17 - 1)
+            w_en, w_bank, w_data = rng.random() < 0.3, rng.randint(0, 1), int8()
+            ctx.set(dut.en, en)
+            ctx.set(dut.x_in, x)
+            ctx.set(dut.bank_in, bank)
+            ctx.set(dut.sum_in, s)
+            ctx.set(dut.w_en, w_en)
+            ctx.set(dut.w_bank, w_bank)
+            ctx.set(dut.w_data, w_data)
+            if expect is not None:
+                got = (ctx.get(dut.x_out), ctx.get(dut.bank_out), ctx.get(dut.sum_out))
+                assert got == expect, f"cycle {cycle}: got {got}, expected {expect}"
+            if en:  # unknown until the bank has been written
+                known = weights[bank] is not None
+                expect = (x, bank, s + x * weights[bank]) if known else None
+            if en and w_en:
+                weights[w_bank] = w_data
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_extreme_product_fits_sixteen_bits():
+    dut = PE()
+
+    async def bench(ctx):
+        ctx.set(dut.en, 1)
+        ctx.set(dut.w_en, 1)
+        ctx.set(dut.w_data, -128)
+        await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        ctx.set(dut.x_in, -128)
+        await ctx.tick()
+        assert ctx.get(dut.sum_out) == 16384
+        ctx.set(dut.x_in, 127)
+        await ctx.tick()
+        assert ctx.get(dut.sum_out) == -16256
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_properties():
+    dut = PE(sum_in_width=16, sum_out_width=17)
+    assert (dut.sum_in_width, dut.sum_out_width, dut.latency, dut.macs_per_cycle) == (16, 17, 1, 1)
+
+
+def test_docstring_lists_the_ports():
+    documented = set(re.findall(r"^    (\w+) : (?:In|Out)\(", PE.__doc__, re.M))
+    assert documented == set(PE().signature.members)
