@@ -55,6 +55,15 @@ class AccelConfig:
         Entries (pixels) of the pointwise array's int32 accumulator buffer, each holding
         ``pw_cols`` partial sums: the largest pixel tile over which partial sums are kept on
         chip while the input channels are reduced ``pw_rows`` at a time. Power of two.
+    act_buf_bytes : int
+        On-chip activation buffer between the depthwise requantizer (or the line buffer, for
+        the first convolution) and the pointwise array, double-buffered: one half holds a
+        pixel tile's ``P × K·pw_rows`` bytes. Power of two.
+    out_buf_bytes : int
+        Output buffer between the output requantizer and the AXI write channel,
+        double-buffered: one half holds a pixel tile's ``P × J·pw_cols`` bytes. Power of two.
+    pw_weight_fifo_bytes : int
+        Prefetch FIFO of pointwise weight tiles streamed from external memory. Power of two.
     rq_lanes : int
         Requantizer lanes: int32 accumulators turned into int8 per cycle.
     acc_width : int
@@ -80,6 +89,9 @@ class AccelConfig:
     lb_max_channels: int = 1024
     lb_max_row_bytes: int = 8192
     pw_acc_depth: int = 512
+    act_buf_bytes: int = 131072
+    out_buf_bytes: int = 65536
+    pw_weight_fifo_bytes: int = 4096
     rq_lanes: int = 4
     acc_width: int = 32
     axi_data_width: int = 128
@@ -90,6 +102,10 @@ class AccelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
+        for name in ("act_buf_bytes", "out_buf_bytes", "pw_weight_fifo_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not _is_pow2(value) or value < 64:
+                raise ValueError(f"{name} must be a power of two >= 64, not {value!r}")
         if not _is_pow2(self.lb_in_lanes) or self.lb_in_lanes < self.dw_lanes:
             raise ValueError(
                 f"lb_in_lanes must be a power of two and a multiple of dw_lanes, "
