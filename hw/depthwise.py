@@ -17,6 +17,10 @@ Pipeline (every stage advances together when the output is free)::
 
 :class:`DepthwiseEngine` joins a :class:`~mnaccel.hw.line_buffer.LineBuffer` to the array:
 pixel stream in, one int32 vector of ``lanes`` accumulators per window out.
+:class:`DepthwiseLayer` is the whole depthwise layer: the engine followed by a
+:class:`~mnaccel.hw.requantizer.Requantizer` of ``lanes`` lanes, with the per-channel bias,
+M0, shift and tie rounding in a parameter memory beside the weights: pixels in, int8
+outputs out.
 """
 
 # (First line: DepthwiseEngine builds its two blocks at construction, for their timing
@@ -30,9 +34,21 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from mnaccel.hw.line_buffer import LineBuffer, window_layout
+from mnaccel.hw.line_buffer import LineBuffer, layer_config_layout, window_layout
+from mnaccel.hw.requantizer import LANE_LAYOUT, Requantizer
+from mnaccel.hw.requantizer import output_layout as requantizer_output_layout
 
-__all__ = ["DepthwiseArray", "DepthwiseEngine", "weight_beats"]
+__all__ = [
+    "PARAM_LANE_LAYOUT",
+    "DepthwiseArray",
+    "DepthwiseEngine",
+    "DepthwiseLayer",
+    "layer_config",
+    "layer_output_layout",
+    "param_beats",
+    "param_layout",
+    "weight_beats",
+]
 
 
 def _is_pow2(n) -> bool:
@@ -323,4 +339,229 @@ class DepthwiseEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), self.line_buffer.i)
         wiring.connect(m, wiring.flipped(self.w), self.array.w)
         wiring.connect(m, self.array.o, wiring.flipped(self.o))
+        return m
+
+
+#: One channel's requantization parameters: the requantizer's lane input without ``acc``.
+PARAM_LANE_LAYOUT = data.StructLayout(
+    {name: field.shape for name, field in LANE_LAYOUT if name != "acc"})
+
+
+def _group_shape(lanes: int, max_channels: int):
+    return unsigned((max(2, max_channels // lanes) - 1).bit_length())
+
+
+def param_layout(lanes: int, max_channels: int) -> data.StructLayout:
+    """Payload of :class:`DepthwiseLayer`'s ``p`` stream: one channel group's parameters."""
+    return data.StructLayout({
+        "lanes": data.ArrayLayout(PARAM_LANE_LAYOUT, lanes),
+        "group": _group_shape(lanes, max_channels),
+    })
+
+
+def layer_config(max_width: int, max_channels: int) -> data.StructLayout:
+    """Payload of :class:`DepthwiseLayer`'s ``cfg`` stream: one layer.
+
+    The line buffer's fields (:func:`~mnaccel.hw.line_buffer.layer_config_layout`: shape,
+    kernel, stride, padding and the input ``zero_point``) plus the requantizer's per-layer
+    values: ``output_zp`` and the activation clamp ``act_min <= act_max`` (int8 each).
+    """
+    fields = {name: field.shape for name, field in layer_config_layout(max_width, max_channels)}
+    return data.StructLayout(fields | {
+        "output_zp": signed(8), "act_min": signed(8), "act_max": signed(8)})
+
+
+def layer_output_layout(lanes: int) -> data.StructLayout:
+    """Payload of :class:`DepthwiseLayer`'s ``o`` stream: ``data[lanes]`` int8, flags."""
+    return requantizer_output_layout(lanes)
+
+
+def param_beats(bias, multiplier, shift, round_up, lanes: int) -> list[dict]:
+    """The ``p`` stream beats loading a layer's per-channel requantization parameters.
+
+    ``bias`` must already hold the folded input zero point, ``bias − zp_in·Σw[c]`` (the
+    array sums raw int8 products). All four arguments have one entry per channel ``C``;
+    ``C`` is padded to a multiple of ``lanes`` with zeros.
+    """
+    cols = [np.asarray(v, dtype=np.int64).reshape(-1) for v in (bias, multiplier, shift,
+                                                                 round_up)]
+    c = cols[0].size
+    if any(col.size != c for col in cols):
+        raise ValueError(f"bias, multiplier, shift and round_up must have one entry per "
+                         f"channel, not sizes {[col.size for col in cols]}")
+    groups = -(-c // lanes)
+    padded = np.zeros((4, groups * lanes), dtype=np.int64)
+    for row, col in zip(padded, cols, strict=True):
+        row[:c] = col
+    names = ("bias", "multiplier", "shift", "round_up")
+    return [{"group": g, "lanes": [
+        {name: int(padded[j, g * lanes + ln]) for j, name in enumerate(names)}
+        for ln in range(lanes)]} for g in range(groups)]
+
+
+class DepthwiseLayer(wiring.Component):
+    """A depthwise convolution layer, int8 in, int8 out: engine → parameters → requantizer.
+
+    :class:`DepthwiseEngine` (line buffer and PE array) produces one vector of ``lanes``
+    int32 accumulators per window; a join stage pairs it with its channel group's bias, M0,
+    shift and tie rounding, read from a parameter memory (``lib.memory``) in the same cycle
+    as the accumulators are registered; a :class:`~mnaccel.hw.requantizer.Requantizer` of
+    ``lanes`` lanes turns it into ``lanes`` int8 outputs. Every stage takes one vector per
+    cycle, so the layer keeps the array's rate of one window per lane per cycle (3×3).
+
+    A layer: load its weights on ``w`` (:func:`weight_beats`) and its parameters on ``p``
+    (:func:`param_beats`, bias with the input zero point folded in), then give its
+    configuration on ``cfg`` and its pixels on ``i``. The per-layer requantizer values
+    (``output_zp``, ``act_min``, ``act_max``) arrive with ``cfg`` and are held in registers;
+    so that a layer's tail is never requantized with the next layer's values, ``cfg`` is
+    accepted only once the previous layer's last output has left on ``o`` (a gap of about
+    :attr:`latency` cycles between layers).
+
+    Parameters
+    ----------
+    lanes, in_lanes, max_kernel, max_width, max_channels, max_row_bytes : int
+        As :class:`~mnaccel.hw.line_buffer.LineBuffer`.
+    kernel : int
+        Native window of the array (3).
+    ecp5_dsp : bool
+        Requantizer multipliers as ECP5 primitives (see
+        :class:`~mnaccel.hw.requantizer.Requantizer`).
+
+    Members
+    -------
+    cfg : In(stream.Signature(layer_config(max_width, max_channels)))
+        The layer: the line buffer's fields plus ``output_zp``, ``act_min``, ``act_max``.
+    i : In(stream.Signature(data.ArrayLayout(signed(8), in_lanes)))
+        Input pixels, NHWC raster, ``in_lanes`` channels per beat.
+    w : In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels)))
+        Weights (always ready), loaded before the layer (:func:`weight_beats`).
+    p : In(stream.Signature(param_layout(lanes, max_channels)))
+        Per-channel parameters (always ready), one beat per channel group, loaded before
+        the layer (:func:`param_beats`).
+    o : Out(stream.Signature(layer_output_layout(lanes)))
+        int8 outputs, NHWC order, ``lanes`` channels per beat; ``first``/``last`` mark the
+        layer's first and last beat.
+
+    Attributes
+    ----------
+    engine : DepthwiseEngine
+    requantizer : Requantizer
+    latency : int
+        Cycles from the input beat completing a window to its int8 outputs on ``o``
+        (3×3, no stalls): ``engine.latency`` + 1 (join) + ``requantizer.latency``.
+    param_depth : int
+        Entries of the parameter memory: ``max_channels / lanes`` channel groups.
+    """
+
+    JOIN_LATENCY = 1
+
+    def __init__(self, *, lanes: int, in_lanes: int | None = None, kernel: int = 3,
+                 max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int,
+                 ecp5_dsp: bool = False):
+        self.engine = DepthwiseEngine(
+            lanes=lanes, in_lanes=in_lanes, kernel=kernel, max_kernel=max_kernel,
+            max_width=max_width, max_channels=max_channels, max_row_bytes=max_row_bytes)
+        self.requantizer = Requantizer(lanes=lanes, ecp5_dsp=ecp5_dsp)
+        members = self.engine.signature.members
+        super().__init__({
+            "cfg": In(stream.Signature(layer_config(max_width, max_channels))),
+            "i": members["i"],
+            "w": members["w"],
+            "p": In(stream.Signature(param_layout(lanes, max_channels))),
+            "o": Out(stream.Signature(layer_output_layout(lanes))),
+        })
+
+    @property
+    def latency(self) -> int:
+        return self.engine.latency + self.JOIN_LATENCY + self.requantizer.latency
+
+    @property
+    def param_depth(self) -> int:
+        return self.engine.array.max_channels // self.engine.array.lanes
+
+    def passes(self, k: int) -> int:
+        """Cycles per window of side ``k`` (:meth:`DepthwiseArray.passes`)."""
+        return self.engine.array.passes(k)
+
+    def windows_per_cycle(self, k: int) -> float:
+        """Windows per lane per cycle, sustained, for side ``k``: 1 (3×3) or 1/3 (5×5)."""
+        return self.engine.array.windows_per_cycle(k)
+
+    def frame_cycles(self, height, width, channels, kernel, stride, padding) -> tuple[int, int]:
+        """Cycles (from ``cfg`` accepted) of the first and last output beat, no stalls."""
+        extra = self.JOIN_LATENCY + self.requantizer.latency
+        first, last = self.engine.frame_cycles(height, width, channels, kernel, stride,
+                                               padding)
+        return first + extra, last + extra
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self.engine.array.lanes
+        m.submodules.engine = engine = self.engine
+        m.submodules.requantizer = rq = self.requantizer
+
+        # Layer configuration: the shape to the line buffer, the requantizer's values into
+        # registers, taken only when no output of the previous layer is still on its way.
+        busy = Signal()
+        output_zp = Signal(signed(8))
+        act_min = Signal(signed(8))
+        act_max = Signal(signed(8))
+        for name, _ in engine.cfg.payload.shape():
+            m.d.comb += engine.cfg.payload[name].eq(self.cfg.payload[name])
+        m.d.comb += [
+            engine.cfg.valid.eq(self.cfg.valid & ~busy),
+            self.cfg.ready.eq(engine.cfg.ready & ~busy),
+        ]
+        with m.If(self.cfg.valid & self.cfg.ready):
+            m.d.sync += [
+                busy.eq(1),
+                output_zp.eq(self.cfg.payload.output_zp),
+                act_min.eq(self.cfg.payload.act_min),
+                act_max.eq(self.cfg.payload.act_max),
+            ]
+        with m.Elif(self.o.valid & self.o.ready & self.o.payload.last):
+            m.d.sync += busy.eq(0)
+        m.d.comb += [rq.output_zp.eq(output_zp), rq.act_min.eq(act_min),
+                     rq.act_max.eq(act_max)]
+
+        wiring.connect(m, wiring.flipped(self.i), engine.i)
+        wiring.connect(m, wiring.flipped(self.w), engine.w)
+
+        # Parameter memory, one entry per channel group, written from `p`.
+        m.submodules.params = mem = Memory(
+            shape=data.ArrayLayout(PARAM_LANE_LAYOUT, lanes), depth=self.param_depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+        m.d.comb += [
+            self.p.ready.eq(1),
+            wp.addr.eq(self.p.payload.group),
+            wp.data.eq(self.p.payload.lanes),
+            wp.en.eq(self.p.valid),
+        ]
+
+        # Join: the accumulators are registered while their group's parameters are read;
+        # both advance together, so the pair stays aligned through stalls.
+        held = Signal(engine.o.payload.shape())
+        held_valid = Signal()
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~held_valid | rq.i.ready),
+            engine.o.ready.eq(advance),
+            rp.addr.eq(engine.o.payload.group),
+            rp.en.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += [held.eq(engine.o.payload), held_valid.eq(engine.o.valid)]
+        m.d.comb += [
+            rq.i.valid.eq(held_valid),
+            rq.i.payload.first.eq(held.first),
+            rq.i.payload.last.eq(held.last),
+        ]
+        for k in range(lanes):
+            lane = rq.i.payload.lanes[k]
+            m.d.comb += lane.acc.eq(held.acc[k])
+            for name, _ in PARAM_LANE_LAYOUT:
+                m.d.comb += lane[name].eq(rp.data[k][name])
+
+        wiring.connect(m, rq.o, wiring.flipped(self.o))
         return m

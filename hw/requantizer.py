@@ -67,8 +67,8 @@ def _ecp5_mult18(m: Module, a, b, name: str) -> Signal:
     """An ECP5 ``MULT18X18D`` with input and output registers: ``a * b`` two cycles later.
 
     ``a`` and ``b`` (at most 17 bits signed or 16 bits unsigned) are sign- or zero-extended
-    to 18 bits and multiplied as signed numbers. Synthesis only: there is no simulation
-    model of the primitive here.
+    to 18 bits and multiplied as signed numbers. Yosys has no simulation model of the
+    primitive; the tests simulate it with ``tests/hw/mult18x18d_model.v``.
     """
     a18 = Signal(signed(18), name=f"{name}_a")
     b18 = Signal(signed(18), name=f"{name}_b")
@@ -138,9 +138,9 @@ class RequantizerLane(wiring.Component):
     ----------
     ecp5_dsp : bool
         Instantiate ECP5 ``MULT18X18D`` primitives with their input and output registers
-        instead of inferring multipliers (stages 4-5). For ECP5 bitstreams only: there is
-        no simulation model, so the benches simulate the default, which has the same
-        latency and arithmetic.
+        instead of inferring multipliers (stages 4-5); same latency and arithmetic as the
+        default. Simulating it needs a model of the primitive (the tests use
+        ``tests/hw/mult18x18d_model.v``).
 
     Members
     -------
@@ -338,7 +338,8 @@ class Requantizer(wiring.Component):
         Accumulators requantized per cycle (``AccelConfig.rq_lanes``); at least 1.
     ecp5_dsp : bool
         Build the lanes' multipliers from ECP5 ``MULT18X18D`` primitives with their own
-        registers, for 200 MHz on an ECP5 (see :class:`RequantizerLane`); not simulatable.
+        registers, for 200 MHz on an ECP5 (see :class:`RequantizerLane`); simulation needs a
+        model of the primitive.
 
     Members
     -------

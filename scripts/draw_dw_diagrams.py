@@ -1,4 +1,4 @@
-"""Draw the block diagrams of the line buffer and the depthwise array.
+"""Draw the block diagrams of the line buffer and the depthwise layer.
 
 Writes docs/img/line_buffer.png and docs/img/depthwise.png (named by docs/hw/line_buffer.md
 and docs/hw/depthwise.md). Run: ``/work/venv/bin/python scripts/draw_dw_diagrams.py``.
@@ -58,26 +58,47 @@ def line_buffer() -> None:
 
 
 def depthwise() -> None:
-    fig, ax = plt.subplots(figsize=(10, 3.4))
-    box(ax, 0.0, 1.2, 1.3, 0.9, "window\n(from line buffer)\n+ pass counter", "#f5ecd7")
-    box(ax, 0.0, 0.0, 1.3, 0.8, "w stream\n(group, part)", "#f5ecd7")
-    box(ax, 1.8, 1.2, 1.5, 0.9, "tap select\n9 slots per lane\n(pass p of 5×5)")
-    box(ax, 1.8, 0.0, 1.5, 0.8, "weight memory\n[group·P + part]\n9×lanes int8")
-    box(ax, 3.8, 0.6, 1.5, 1.1, "lanes × 9\nint8 × int8\n(MULT18X18D)")
-    box(ax, 5.8, 0.6, 1.4, 1.1, "3 sums of 3\nper lane")
-    box(ax, 7.7, 0.6, 1.3, 1.1, "Σ, accumulate\nover passes\nint32")
-    box(ax, 9.3, 0.6, 0.9, 1.1, "o\nlanes ×\nint32", "#f5ecd7")
-    arrow(ax, 1.3, 1.65, 1.8, 1.65)
-    arrow(ax, 1.3, 0.4, 1.8, 0.4)
-    arrow(ax, 3.3, 1.65, 3.8, 1.3, "stage 1")
-    arrow(ax, 3.3, 0.4, 3.8, 0.9, "read")
-    arrow(ax, 5.3, 1.15, 5.8, 1.15, "stage 2")
-    arrow(ax, 7.2, 1.15, 7.7, 1.15, "stage 3")
-    arrow(ax, 9.0, 1.15, 9.3, 1.15, "4")
-    ax.set_xlim(-0.1, 10.3)
-    ax.set_ylim(-0.1, 2.3)
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    # DepthwiseEngine: line buffer and PE array (int32 accumulators).
+    ax.add_patch(FancyBboxPatch((-0.05, 1.05), 9.45, 2.1, boxstyle="round,pad=0.05",
+                                fc="none", ec="grey", ls="--"))
+    ax.text(0.0, 3.05, "DepthwiseEngine (int32)", fontsize=8, color="grey")
+    box(ax, 0.0, 2.1, 1.3, 0.8, "cfg, i\n(pixels)", "#f5ecd7")
+    box(ax, 0.0, 1.2, 1.3, 0.7, "w stream\n(group, part)", "#f5ecd7")
+    box(ax, 1.6, 2.1, 1.4, 0.8, "LineBuffer\nK×K windows\n(+ pass counter)")
+    box(ax, 3.3, 2.1, 1.4, 0.8, "tap select\n9 slots per lane\n(pass p of 5×5)")
+    box(ax, 3.3, 1.2, 1.4, 0.7, "weight memory\n[group·P + part]")
+    box(ax, 5.0, 1.6, 1.3, 1.0, "lanes × 9\nint8 × int8\n(MULT18X18D)")
+    box(ax, 6.55, 1.6, 1.2, 1.0, "3 sums of 3\nper lane")
+    box(ax, 8.0, 1.6, 1.3, 1.0, "Σ, accumulate\nover passes\nint32")
+    arrow(ax, 1.3, 2.5, 1.6, 2.5)
+    arrow(ax, 3.0, 2.5, 3.3, 2.5)
+    arrow(ax, 1.3, 1.55, 3.3, 1.55)
+    arrow(ax, 4.7, 2.5, 5.0, 2.3, "1")
+    arrow(ax, 4.7, 1.55, 5.0, 1.9, "read")
+    arrow(ax, 6.3, 2.1, 6.55, 2.1, "2")
+    arrow(ax, 7.75, 2.1, 8.0, 2.1, "3")
+    # Join and requantizer.
+    box(ax, 0.0, 0.0, 1.3, 0.7, "p stream\n(group, lanes ×\nbias′, M0, shift,\nround_up)",
+        "#f5ecd7")
+    box(ax, 1.6, 0.0, 1.7, 0.7, "parameter memory\n[group]")
+    box(ax, 3.6, 0.0, 1.6, 0.7, "join register\nacc[lanes] ‖ params")
+    box(ax, 5.5, 0.0, 2.6, 0.7, "Requantizer (a lane per channel, 17\nstages + output FIFO): "
+        "bias, ×M0, >>shift\n(ties up / away), + zp_out, clamp")
+    box(ax, 8.4, 0.0, 1.3, 0.7, "o\nlanes × int8", "#f5ecd7")
+    box(ax, 8.1, 0.85, 1.6, 0.45, "cfg: zp_out, act_min,\nact_max (per layer)", "#eeeeee")
+    arrow(ax, 1.3, 0.35, 1.6, 0.35)
+    arrow(ax, 3.3, 0.35, 3.6, 0.35, "read")
+    arrow(ax, 8.3, 1.6, 4.4, 0.7)
+    ax.text(5.6, 1.2, "4: acc[lanes], group", fontsize=7)
+    arrow(ax, 5.2, 0.35, 5.5, 0.35, "5")
+    arrow(ax, 8.1, 1.0, 7.6, 0.7)
+    arrow(ax, 8.1, 0.35, 8.4, 0.35)
+    ax.set_xlim(-0.2, 9.9)
+    ax.set_ylim(-0.2, 3.3)
     ax.axis("off")
-    ax.set_title("DepthwiseArray: one 3×3 window per lane per cycle; 5×5 in 3 passes")
+    ax.set_title("DepthwiseLayer: one 3×3 window per lane per cycle (5×5 in 3 passes), "
+                 "int8 out")
     fig.tight_layout()
     fig.savefig(OUT / "depthwise.png", dpi=120)
     plt.close(fig)

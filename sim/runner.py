@@ -137,14 +137,23 @@ def _runner(simulator: str):
 
 
 def build_bench(
-    component, *, name: str, simulator: str = "verilator", waves: bool = False
+    component,
+    *,
+    name: str,
+    simulator: str = "verilator",
+    waves: bool = False,
+    extra_sources: tuple[Path, ...] | list[Path] = (),
 ) -> BuildInfo:
     """Generate Verilog for ``component`` and build it for ``simulator`` unless cached.
 
+    ``extra_sources`` are further Verilog files compiled beside it, e.g. simulation models
+    of vendor primitives that the component instantiates.
+
     The build directory is ``<build root>/sim/<name>-<simulator>-<hash>``, ``<hash>`` taken
-    over the Verilog text, the simulator and the waveform switch. A file ``.built`` marks a
-    complete build; the build runs under a per-directory lock so that parallel pytest
-    workers wanting the same build wait for one of them instead of racing.
+    over the Verilog text, the extra sources' text, the simulator and the waveform switch.
+    A file ``.built`` marks a complete build; the build runs under a per-directory lock so
+    that parallel pytest workers wanting the same build wait for one of them instead of
+    racing.
 
     Raises
     ------
@@ -154,7 +163,13 @@ def build_bench(
     waves = waves_requested(waves)
     runner = _runner(simulator)
     verilog = verilog_for(component, name=name)
-    key = content_hash(verilog.read_text(), simulator, "waves" if waves else "")
+    extra_sources = [Path(p) for p in extra_sources]
+    key = content_hash(
+        verilog.read_text(),
+        *(p.read_text() for p in extra_sources),
+        simulator,
+        "waves" if waves else "",
+    )
     build_dir = build_root() / "sim" / f"{name}-{simulator}-{key}"
     stamp = build_dir / ".built"
     with _locked(build_dir.with_name(build_dir.name + ".lock")):
@@ -174,7 +189,7 @@ def build_bench(
         with verilator_env():
             try:
                 runner.build(
-                    sources=[verilog],
+                    sources=[verilog, *extra_sources],
                     hdl_toplevel=name,
                     build_dir=build_dir,
                     always=True,
@@ -215,6 +230,7 @@ def run_bench(
     params: dict | None = None,
     simulator: str = "verilator",
     waves: bool = False,
+    extra_sources: tuple[Path, ...] | list[Path] = (),
 ) -> dict:
     """Build ``component`` (cached) and run the cocotb tests in module ``bench`` on it.
 
@@ -235,6 +251,8 @@ def run_bench(
     waves : bool
         Dump a waveform (also switched on by ``MNACCEL_WAVES=1``); it is copied to
         ``<build root>/waves/<name>-<simulator>.fst`` and the path is logged.
+    extra_sources : sequence of pathlib.Path
+        Further Verilog files to compile beside the component (see :func:`build_bench`).
 
     Returns
     -------
@@ -251,7 +269,9 @@ def run_bench(
         If the simulator build failed.
     """
     waves = waves_requested(waves)
-    info = build_bench(component, name=name, simulator=simulator, waves=waves)
+    info = build_bench(
+        component, name=name, simulator=simulator, waves=waves, extra_sources=extra_sources
+    )
     runs = build_root() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-{simulator}-", dir=runs))

@@ -1,5 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the depthwise PE array and the line buffer → array engine."""
+"""Tests of the depthwise PE array, the engine and the int8 depthwise layer.
+
+The Verilator benches run the whole :class:`DepthwiseLayer` (line buffer → array →
+requantizer), one build per preset; the int32 array is checked alone in amaranth.sim.
+"""
 
 # (First line: blocks are also built only to query their timing models.)
 
@@ -12,7 +16,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from mnaccel.hw.config import preset
-from mnaccel.hw.depthwise import DepthwiseArray, DepthwiseEngine, weight_beats
+from mnaccel.hw.depthwise import (
+    DepthwiseArray,
+    DepthwiseEngine,
+    DepthwiseLayer,
+    param_beats,
+    weight_beats,
+)
 from mnaccel.hw.line_buffer import axis_geometry, window_layout
 from mnaccel.sim.runner import run_bench
 from mnaccel.sim.synth import synth_stats
@@ -25,64 +35,119 @@ def engine_kwargs(name: str) -> dict:
                 max_channels=cfg.lb_max_channels, max_row_bytes=cfg.lb_max_row_bytes)
 
 
-def random_layers(block: DepthwiseEngine, n: int, seed: int) -> list[dict]:
+ACTIVATIONS = ["NONE", "RELU", "RELU6"]
+
+
+def random_layers(block: DepthwiseLayer, n: int, seed: int) -> list[dict]:
+    """``n`` random layers that fit ``block``: every kernel, stride, padding, activation,
+    TFLite flavour and scale mode, input and output zero points including −128 and 127."""
     rng = random.Random(seed)
-    layers, zps = [], [-128, 127]
+    lb = block.engine.line_buffer
+    # Channel counts around multiples of 8, so that the optimized flavour has vectorized
+    # channels (ties up) and, where in_lanes allows, leftover ones (ties away).
+    channels = sorted({lb.in_lanes * j for j in range(1, 4)} | {8, 10, 16})
+    channels = [c for c in channels if c % lb.in_lanes == 0 and c <= lb.max_channels]
+    layers, extremes = [], [-128, 127]
     while len(layers) < n:
+        i = len(layers)
+        # Layers 0, 1, 4, 5, …: exact power-of-two scales, many ties, activation NONE and an
+        # output zero point near 0 (a tie is a negative value: RELU clamps it away); they
+        # get at least 8 channels, so that the optimized flavour has channels rounding up.
+        # The others: random scales, every activation, zero points −128 and 127 (layers 2
+        # and 3) or random.
+        pow2 = i % 4 < 2
+        wide = [c for c in channels if c >= 8]
+        if pow2:
+            zp, output_zp, activation = rng.randint(-128, 127), rng.randint(-30, 30), "NONE"
+        else:
+            zp = extremes[i % 2] if i < 4 else rng.randint(-128, 127)
+            output_zp = extremes[1 - i % 2] if i < 4 else rng.choice([0, rng.randint(-128, 127)])
+            activation = ACTIVATIONS[(i // 4 + i) % 3]
         layer = dict(k=rng.choice([3, 5]), stride=rng.choice([1, 2]),
-                     padding=rng.choice(["SAME", "VALID"]), h=rng.randint(1, 10),
-                     w=rng.randint(1, 10), c=block.line_buffer.in_lanes * rng.randint(1, 2),
-                     zp=zps[len(layers)] if len(layers) < 2 else rng.randint(-128, 127),
+                     padding=rng.choice(["SAME", "VALID"]), h=rng.randint(1, 8),
+                     w=rng.randint(1, 8), c=rng.choice(wide if pow2 else channels),
+                     zp=zp, output_zp=output_zp, activation=activation,
+                     kernel=["reference", "optimized"][i % 2],
+                     scales="pow2" if pow2 else "random",
                      seed=rng.randrange(1 << 30))
         try:
-            block.line_buffer.check_layer(layer["h"], layer["w"], layer["c"], layer["k"],
-                                          layer["stride"], layer["padding"])
+            lb.check_layer(layer["h"], layer["w"], layer["c"], layer["k"], layer["stride"],
+                           layer["padding"])
         except ValueError:
             continue
         layers.append(layer)
     return layers
 
 
+def _run_layer_bench(config: str, **params) -> dict:
+    kw = engine_kwargs(config)
+    return run_bench(DepthwiseLayer(**kw), name=f"depthwise_layer_{config}",
+                     bench="mnaccel.sim.benches.depthwise_layer", params=dict(block=kw, **params))
+
+
 @pytest.mark.parametrize("bubble,backpressure", [(0.0, 0.0), (0.3, 0.4)])
 @pytest.mark.parametrize("config", ["tiny", "small"])
-def test_accumulators_bit_exact(config, bubble, backpressure):
-    kw = engine_kwargs(config)
-    block = DepthwiseEngine(**kw)
-    layers = random_layers(block, 10, seed=len(config) * 31 + int(bubble * 10))
-    rec = run_bench(block, name=f"depthwise_{config}", bench="mnaccel.sim.benches.depthwise",
-                    params=dict(block=kw, layers=layers, bubble=bubble,
-                                backpressure=backpressure, seed=5))
+def test_int8_bit_exact(config, bubble, backpressure):
+    """Whole int8 outputs vs golden depthwise_conv2d, reference and optimized flavours."""
+    block = DepthwiseLayer(**engine_kwargs(config))
+    layers = random_layers(block, 8, seed=len(config) * 31 + int(bubble * 10))
+    rec = _run_layer_bench(config, layers=layers, bubble=bubble, backpressure=backpressure,
+                           seed=5)
     assert rec["outputs"] == sum(
         axis_geometry(ly["h"], ly["k"], ly["stride"], ly["padding"])[0]
         * axis_geometry(ly["w"], ly["k"], ly["stride"], ly["padding"])[0]
-        * ly["c"] // block.line_buffer.lanes for ly in layers)
+        * ly["c"] for ly in layers)
+    # The rounding bits mattered: outputs on which the two flavours differ were checked
+    # under each flavour.
+    assert rec["flavour_sensitive"]["reference"] > 0, rec["flavour_sensitive"]
+    assert rec["flavour_sensitive"]["optimized"] > 0, rec["flavour_sensitive"]
     if not bubble and not backpressure:
         assert rec["spans"] == rec["expected_spans"]
 
 
 @pytest.mark.parametrize("config", ["tiny", "small"])
 def test_sustained_throughput(config):
-    """Long layers: measured cycles equal the model, stride 1 at one window per cycle."""
+    """Long layers: one 3×3 window per lane per cycle inside rows (1/3 for 5×5), and each
+    layer's cycles equal the timing model."""
     kw = engine_kwargs(config)
-    block = DepthwiseEngine(**kw)
-    lb = block.line_buffer
+    block = DepthwiseLayer(**kw)
+    lb = block.engine.line_buffer
     c = 2 * lb.in_lanes
     w = min(lb.max_width, lb.max_row_bytes // c)
-    layers = [dict(h=20, w=w, c=c, k=3, stride=s, padding="VALID", zp=1, seed=s) for s in (1, 2)]
-    layers.append(dict(h=8, w=w, c=c, k=5, stride=1, padding="SAME", zp=-1, seed=3))
-    rec = run_bench(block, name=f"depthwise_{config}", bench="mnaccel.sim.benches.depthwise",
-                    params=dict(block=kw, layers=layers, seed=1))
+    base = dict(output_zp=-5, activation="NONE", kernel="optimized", scales="random")
+    layers = [dict(base, h=20, w=w, c=c, k=3, stride=s, padding="VALID", zp=1, seed=s)
+              for s in (1, 2)]
+    layers.append(dict(base, h=8, w=w, c=c, k=5, stride=1, padding="SAME", zp=-1, seed=3))
+    rec = _run_layer_bench(config, layers=layers, seed=1)
     assert rec["spans"] == rec["expected_spans"]
-    # VALID stride 1: inside each row one window per cycle; between rows K−1 columns that
-    # emit nothing, so the span is the windows plus those gaps.
+    assert rec["row_rates"][0] == [block.windows_per_cycle(3)] * 2
+    assert rec["row_rates"][2] == [block.windows_per_cycle(5)] * 2
     groups = c // lb.lanes
-    ow = w - 2
-    gaps = (20 - 2 - 1) * 2 * (c // lb.in_lanes)
-    windows = 18 * ow * groups
-    assert rec["spans"][0] + 1 <= windows + gaps
-    assert rec["spans"][0] + 1 >= windows
-    print(f"{config}: stride-1 3×3 VALID {windows} windows in {rec['spans'][0] + 1} cycles; "
-          f"stride 2: {rec['spans'][1] + 1}; 5×5 SAME: {rec['spans'][2] + 1}")
+    print(f"{config}: latency {block.latency}; 3×3 VALID s1: {18 * (w - 2) * groups} "
+          f"windows in {rec['spans'][0] + 1} cycles, rate inside rows "
+          f"{rec['row_rates'][0]}; s2: {rec['spans'][1] + 1} cycles; 5×5 SAME: "
+          f"{rec['spans'][2] + 1} cycles, rate inside rows {rec['row_rates'][2]}")
+
+
+def test_latency_is_sum_of_parts():
+    block = DepthwiseLayer(**engine_kwargs("tiny"))
+    engine, rq = block.engine, block.requantizer
+    assert block.latency == (engine.line_buffer.latency + engine.array.latency
+                             + DepthwiseLayer.JOIN_LATENCY + rq.latency)
+    first, last = block.frame_cycles(5, 5, 2, 3, 1, "SAME")
+    e_first, e_last = engine.frame_cycles(5, 5, 2, 3, 1, "SAME")
+    assert (first - e_first, last - e_last) == (1 + rq.latency,) * 2
+
+
+def test_param_beats_layout():
+    beats = param_beats([10, 20, 30], [2**30, 2**30 + 1, 2**31 - 1], [-1, -2, 0],
+                        [1, 1, 0], lanes=2)
+    assert [b["group"] for b in beats] == [0, 1]
+    assert beats[1]["lanes"][0] == {"bias": 30, "multiplier": 2**31 - 1, "shift": 0,
+                                    "round_up": 0}
+    assert beats[1]["lanes"][1] == {"bias": 0, "multiplier": 0, "shift": 0, "round_up": 0}
+    with pytest.raises(ValueError, match="one entry per channel"):
+        param_beats([1, 2], [1], [0, 0], [0, 0], lanes=1)
 
 
 def test_array_unit():
@@ -151,18 +216,20 @@ def test_constructor_validation(kw, bad):
 
 
 def test_documented_members():
-    for block in (DepthwiseArray(lanes=2, max_channels=64),
-                  DepthwiseEngine(lanes=2, max_width=16, max_channels=64, max_row_bytes=256)):
+    kw = dict(lanes=2, max_width=16, max_channels=64, max_row_bytes=256)
+    for block in (DepthwiseArray(lanes=2, max_channels=64), DepthwiseEngine(**kw),
+                  DepthwiseLayer(**kw)):
         for member in block.signature.members:
             assert f"\n    {member} :" in type(block).__doc__, member
 
 
 def test_synth_small():
-    """The small configuration's engine maps to ECP5 DSPs and block RAM."""
+    """The small configuration's int8 layer maps to ECP5 DSPs and block RAM."""
     kw = engine_kwargs("small")
-    stats = synth_stats(DepthwiseEngine(**kw), name="depthwise_small")
+    stats = synth_stats(DepthwiseLayer(**kw, ecp5_dsp=True), name="depthwise_layer_small")
     print({k: v for k, v in stats.items() if v})
     lanes = kw["lanes"]
-    assert stats["MULT18X18D"] == lanes * 9
+    # 9 multipliers per lane in the array, 4 per lane in the requantizer.
+    assert stats["MULT18X18D"] == lanes * (9 + 4)
     assert stats["DP16KD"] >= 2
-    assert 0 < stats["LUT4"] < 20_000
+    assert 0 < stats["LUT4"] < 25_000

@@ -2,10 +2,7 @@
 
 import gc
 import inspect
-import json
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,16 +15,15 @@ from mnaccel.hw.config import preset
 from mnaccel.hw.requantizer import Requantizer, RequantizerLane, input_layout, output_layout
 from mnaccel.sim.benches.common import pack, unpack
 from mnaccel.sim.benches.requantizer import beats_of, golden, make_layer, make_operands
-from mnaccel.sim.build import build_root, content_hash, verilog_for
-from mnaccel.sim.runner import PARAMS_ENV, RECORD_ENV, run_bench, verilator_env
+from mnaccel.sim.runner import run_bench
 
 # Written from Lattice's documentation of the primitive; Yosys ships only a black box.
 MULT18X18D_MODEL = Path(__file__).with_name("mult18x18d_model.v")
 
 BENCH = "mnaccel.sim.benches.requantizer"
 
-# Two presets plus a wider instance; one Verilator build each.
-CONFIGS = {"tiny": preset("tiny").rq_lanes, "small": preset("small").rq_lanes, "lanes4": 4}
+# Two presets, one Verilator build each (plus one of the ecp5_dsp variant, below).
+CONFIGS = {"tiny": preset("tiny").rq_lanes, "small": preset("small").rq_lanes}
 STALLS = [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5), (0.3, 0.5)]
 
 
@@ -71,44 +67,6 @@ def test_sustained_throughput_and_latency(config):
     assert rec["latency_cycles"] == design.latency
 
 
-def _run_with_models(design, *, name, models, **params):
-    """:func:`run_bench` with extra Verilog sources (simulation models of primitives).
-
-    ``run_bench`` builds the component's Verilog alone; this builds it beside ``models``,
-    cached the same way (by a hash of all the sources), then runs the bench.
-    """
-    from cocotb_tools.runner import get_runner
-
-    verilog = verilog_for(design, name=name)
-    key = content_hash(verilog.read_text(), *(m.read_text() for m in models), "verilator")
-    build_dir = build_root() / "sim" / f"{name}-verilator-{key}"
-    runner = get_runner("verilator")
-    with verilator_env():
-        if not (build_dir / ".built").exists():
-            shutil.rmtree(build_dir, ignore_errors=True)
-            runner.build(
-                sources=[verilog, *models], hdl_toplevel=name, build_dir=build_dir,
-                always=True, build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"],
-                log_file=build_dir / "build.log",
-            )
-            (build_dir / ".built").write_text("ok\n")
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=build_dir))
-        (run_dir / "params.json").write_text(json.dumps({"lanes": design.lanes, **params}))
-        results = run_dir / "results.xml"
-        try:
-            runner.test(
-                test_module=BENCH, hdl_toplevel=name, hdl_toplevel_lang="verilog",
-                build_dir=build_dir, test_dir=run_dir, results_xml=str(results),
-                extra_env={PARAMS_ENV: str(run_dir / "params.json"),
-                           RECORD_ENV: str(run_dir / "record.json")},
-            )
-        except SystemExit:  # cocotb's runner exits on a failed test; the results say which
-            pass
-    text = results.read_text() if results.exists() else "(no results file)"
-    assert "<failure" not in text and "<error" not in text and "<testcase" in text, text
-    return json.loads((run_dir / "record.json").read_text())
-
-
 def test_ecp5_dsp_variant_bit_exact():
     """``ecp5_dsp=True`` (MULT18X18D primitives) simulated with a model of the primitive.
 
@@ -117,9 +75,10 @@ def test_ecp5_dsp_variant_bit_exact():
     latency and throughput equal the documented ones.
     """
     design = Requantizer(lanes=2, ecp5_dsp=True)
-    rec = _run_with_models(
-        design, name="requantizer_dsp_l2", models=[MULT18X18D_MODEL], layers=3, beats=150,
-        seed=41, bubble=0.2, backpressure=0.3, throughput_beats=600,
+    rec = run_bench(
+        design, name="requantizer_dsp_l2", bench=BENCH, extra_sources=[MULT18X18D_MODEL],
+        params=dict(lanes=design.lanes, layers=3, beats=150, seed=41, bubble=0.2,
+                    backpressure=0.3, throughput_beats=600),
     )
     assert rec["checked_results"] == 3 * 150 * 2
     assert rec["ties_up"] > 0 and rec["ties_away"] > 0, rec
