@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (The blocks are built here only to read their timing properties, never elaborated.)
 """Analytic cycle model of a compiled plan: the target the scheduler gateware must meet.
 
 Every figure comes from the blocks' timing properties (``Pointwise.latency``,
@@ -110,7 +112,7 @@ def _step(plan: Plan, step: Step, macs: dict[str, int], dram_latency: int,
           weight_rows_per_beat: int, fuse_pool: bool) -> StepCycles:
     cfg = plan.config
     axi = cfg.axi_data_width // 8
-    pw = Pointwise.from_config(cfg)
+    pw = Pointwise(rows=cfg.pw_rows, cols=cfg.pw_cols, acc_depth=cfg.pw_acc_depth)
     rq = Requantizer(cfg.rq_lanes)
     dw_rq = Requantizer(cfg.dw_lanes)
     lb = LineBuffer(lanes=cfg.dw_lanes, in_lanes=cfg.lb_in_lanes, max_kernel=cfg.max_kernel,
