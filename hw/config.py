@@ -39,6 +39,12 @@ class AccelConfig:
     dw_kernel : int
         Side of the depthwise PE array's native window (``dw_kernel**2`` multipliers per
         lane). Larger kernels, up to ``max_kernel``, take several passes.
+    dw_mul_luts : bool
+        Build the depthwise array's int8 products from LUTs rather than DSP blocks, leaving
+        the DSPs to the pointwise array and the requantizers. An int8 × int8 product costs
+        about 100 LUT4s and 14 carry cells (CCU2C) as a radix-4 Booth multiplier, a
+        32 × 31-bit requantizer product four DSPs: this is where DSPs are cheapest to give
+        up (``docs/hw/depthwise.md``).
     lb_in_lanes : int
         Channels per input beat of the line buffer, a multiple of ``dw_lanes``. Wider than
         ``dw_lanes`` so that stride-2 layers, which read four input pixels per output pixel,
@@ -83,6 +89,7 @@ class AccelConfig:
     pw_cols: int = 8
     dw_lanes: int = 2
     dw_kernel: int = 3
+    dw_mul_luts: bool = True
     lb_in_lanes: int = 8
     max_kernel: int = 5
     lb_max_width: int = 224
@@ -111,6 +118,8 @@ class AccelConfig:
                 f"lb_in_lanes must be a power of two and a multiple of dw_lanes, "
                 f"not {self.lb_in_lanes!r}"
             )
+        if not isinstance(self.dw_mul_luts, bool):
+            raise ValueError(f"dw_mul_luts must be a bool, not {self.dw_mul_luts!r}")
         if self.dw_kernel not in (3, 5):
             raise ValueError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
         if self.max_kernel not in (3, 5) or self.max_kernel < self.dw_kernel:
@@ -165,13 +174,22 @@ class AccelConfig:
         return dataclasses.replace(self, **changes)
 
 
-#: Named configurations. ``ecp5-85f`` is the default: 128 pointwise and 18 depthwise
-#: multipliers for the LFE5U-85F's 156 18×18 DSPs; ``large`` is for bigger FPGAs;
-#: ``tiny`` and ``small`` keep simulation benches quick.
+#: Named configurations. ``ecp5-85f`` is the default: of the LFE5U-85F's 156 18×18 DSPs,
+#: 128 for the pointwise array and 4 per requantizer lane (2 depthwise + 4 output lanes),
+#: 152 in all, so its 18 depthwise multipliers are built from LUTs (``dw_mul_luts``);
+#: ``large`` is for bigger FPGAs, whose DSPs are plentiful next to its 1024-PE array, so it
+#: keeps its depthwise products on DSPs; ``tiny`` (DSP products) and ``small`` (LUT
+#: products) keep simulation benches quick and between them simulate both variants.
 PRESETS: dict[str, AccelConfig] = {
     "ecp5-85f": AccelConfig(),
     "large": AccelConfig(
-        pw_rows=32, pw_cols=32, dw_lanes=16, lb_in_lanes=64, rq_lanes=16, axi_data_width=256
+        pw_rows=32,
+        pw_cols=32,
+        dw_lanes=16,
+        lb_in_lanes=64,
+        rq_lanes=16,
+        axi_data_width=256,
+        dw_mul_luts=False,
     ),
     "small": AccelConfig(
         pw_rows=8,
@@ -184,6 +202,7 @@ PRESETS: dict[str, AccelConfig] = {
         lb_max_channels=256,
         lb_max_row_bytes=2048,
         axi_data_width=64,
+        dw_mul_luts=True,
     ),
     "tiny": AccelConfig(
         pw_rows=4,
@@ -196,6 +215,7 @@ PRESETS: dict[str, AccelConfig] = {
         lb_max_channels=64,
         lb_max_row_bytes=512,
         axi_data_width=32,
+        dw_mul_luts=False,
     ),
 }
 

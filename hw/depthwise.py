@@ -15,6 +15,11 @@ Pipeline (every stage advances together when the output is free)::
     window + pass ─► tap select ─► ×(weights from memory) ─► 3 sums of 3 ─► Σ, accumulate ─► o
                       stage 1          stage 2                  stage 3        stage 4
 
+The stage-2 products are DSP multipliers (``mul_luts=False``) or Booth multipliers built
+from LUTs and carry chains (``mul_luts=True``, :func:`~mnaccel.hw.lut_mul.booth_mul_s8`),
+which leave the FPGA's 18×18 multipliers to the pointwise array and the requantizers; the
+pipeline, its latency and its rate are the same either way.
+
 :class:`DepthwiseEngine` joins a :class:`~mnaccel.hw.line_buffer.LineBuffer` to the array:
 pixel stream in, one int32 vector of ``lanes`` accumulators per window out.
 :class:`DepthwiseLayer` is the whole depthwise layer: the engine followed by a
@@ -35,6 +40,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mnaccel.hw.line_buffer import LineBuffer, layer_config_layout, window_layout
+from mnaccel.hw.lut_mul import booth_mul_s8
 from mnaccel.hw.requantizer import LANE_LAYOUT, Requantizer
 from mnaccel.hw.requantizer import output_layout as requantizer_output_layout
 
@@ -115,6 +121,10 @@ class DepthwiseArray(wiring.Component):
         Largest window side accepted (3 or 5); larger than ``kernel`` takes several passes.
     max_channels : int
         Channels the weight memory holds (power of two).
+    mul_luts : bool
+        Build the int8 × int8 products from LUTs and carry chains (radix-4 Booth,
+        :func:`~mnaccel.hw.lut_mul.booth_mul_s8`: no ``*``, so Yosys cannot map them to DSP
+        blocks) rather than with ``*`` (one DSP multiplier each). Same latency and rate.
 
     Members
     -------
@@ -134,10 +144,14 @@ class DepthwiseArray(wiring.Component):
         Cycles per window of side ``k`` (1 for 3×3, 3 for 5×5); the array takes one window
         per lane group every ``passes(k)`` cycles: ``windows_per_cycle(k) = 1/passes(k)``.
     multipliers : int
-        ``lanes · kernel²``.
+        ``lanes · kernel²`` int8 multipliers.
+    dsp_multipliers : int
+        Those of them built as DSP blocks: ``multipliers``, or 0 with ``mul_luts``.
+    mul_luts : bool
     """
 
-    def __init__(self, *, lanes: int, kernel: int = 3, max_kernel: int = 5, max_channels: int):
+    def __init__(self, *, lanes: int, kernel: int = 3, max_kernel: int = 5, max_channels: int,
+                 mul_luts: bool = False):
         if not _is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         if kernel != 3:
@@ -149,6 +163,7 @@ class DepthwiseArray(wiring.Component):
                              f"not {max_channels!r}")
         self._lanes, self._kernel = lanes, kernel
         self._max_kernel, self._max_channels = max_kernel, max_channels
+        self._mul_luts = bool(mul_luts)
         super().__init__({
             "w": In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels))),
             "i": In(stream.Signature(window_layout(lanes, max_kernel, max_channels))),
@@ -159,6 +174,7 @@ class DepthwiseArray(wiring.Component):
     kernel = property(lambda self: self._kernel)
     max_kernel = property(lambda self: self._max_kernel)
     max_channels = property(lambda self: self._max_channels)
+    mul_luts = property(lambda self: self._mul_luts)
 
     @property
     def latency(self) -> int:
@@ -167,6 +183,10 @@ class DepthwiseArray(wiring.Component):
     @property
     def multipliers(self) -> int:
         return self._lanes * self._kernel**2
+
+    @property
+    def dsp_multipliers(self) -> int:
+        return 0 if self._mul_luts else self.multipliers
 
     def passes(self, k: int) -> int:
         """Cycles the array spends on one window of side ``k``."""
@@ -247,7 +267,8 @@ class DepthwiseArray(wiring.Component):
         ctl = data.StructLayout({"valid": 1, "first_part": 1, "last_part": 1,
                                  "group": len(win.group), "first": 1, "last": 1})
 
-        # Stage 2: products.
+        # Stage 2: products, on DSPs or (mul_luts) from LUTs and carry chains.
+        mul = booth_mul_s8 if self._mul_luts else (lambda a, b: a * b)
         s2_ctl = Signal(ctl)
         prod = [[Signal(signed(16), name=f"prod_{lane}_{n}") for n in range(N)]
                 for lane in range(L)]
@@ -262,7 +283,7 @@ class DepthwiseArray(wiring.Component):
                 m.d.sync += [s2_ctl[field].eq(s1[field]), s3_ctl[field].eq(s2_ctl[field])]
             for lane in range(L):
                 for n in range(N):
-                    m.d.sync += prod[lane][n].eq(s1.taps[n][lane] * rp.data[n][lane])
+                    m.d.sync += prod[lane][n].eq(mul(s1.taps[n][lane], rp.data[n][lane]))
                 for j in range(3):
                     group = prod[lane][j * 3:(j + 1) * 3]
                     m.d.sync += part_sums[lane][j].eq(sum(group))
@@ -289,6 +310,8 @@ class DepthwiseEngine(wiring.Component):
         As :class:`~mnaccel.hw.line_buffer.LineBuffer`.
     kernel : int
         Native window of the array (3).
+    mul_luts : bool
+        The array's products from LUTs rather than DSP blocks (:class:`DepthwiseArray`).
 
     Members
     -------
@@ -310,12 +333,13 @@ class DepthwiseEngine(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, in_lanes: int | None = None, kernel: int = 3,
-                 max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int):
+                 max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int,
+                 mul_luts: bool = False):
         self.line_buffer = LineBuffer(lanes=lanes, in_lanes=in_lanes, max_kernel=max_kernel,
                                       max_width=max_width, max_channels=max_channels,
                                       max_row_bytes=max_row_bytes)
         self.array = DepthwiseArray(lanes=lanes, kernel=kernel, max_kernel=max_kernel,
-                                    max_channels=max_channels)
+                                    max_channels=max_channels, mul_luts=mul_luts)
         lb, arr = self.line_buffer.signature.members, self.array.signature.members
         super().__init__({"cfg": lb["cfg"], "i": lb["i"], "w": arr["w"], "o": arr["o"]})
 
@@ -423,6 +447,9 @@ class DepthwiseLayer(wiring.Component):
         As :class:`~mnaccel.hw.line_buffer.LineBuffer`.
     kernel : int
         Native window of the array (3).
+    mul_luts : bool
+        The array's int8 products from LUTs rather than DSP blocks (:class:`DepthwiseArray`);
+        the requantizer's wide products stay on DSPs.
     ecp5_dsp : bool
         Requantizer multipliers as ECP5 primitives (see
         :class:`~mnaccel.hw.requantizer.Requantizer`).
@@ -457,10 +484,11 @@ class DepthwiseLayer(wiring.Component):
 
     def __init__(self, *, lanes: int, in_lanes: int | None = None, kernel: int = 3,
                  max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int,
-                 ecp5_dsp: bool = False):
+                 mul_luts: bool = False, ecp5_dsp: bool = False):
         self.engine = DepthwiseEngine(
             lanes=lanes, in_lanes=in_lanes, kernel=kernel, max_kernel=max_kernel,
-            max_width=max_width, max_channels=max_channels, max_row_bytes=max_row_bytes)
+            max_width=max_width, max_channels=max_channels, max_row_bytes=max_row_bytes,
+            mul_luts=mul_luts)
         self.requantizer = Requantizer(lanes=lanes, ecp5_dsp=ecp5_dsp)
         members = self.engine.signature.members
         super().__init__({

@@ -3,6 +3,8 @@ import dataclasses
 import pytest
 
 from mnaccel.hw.config import DEFAULT_PRESET, PRESETS, AccelConfig, preset
+from mnaccel.hw.depthwise import DepthwiseLayer
+from mnaccel.sim.synth import synth_stats
 
 
 def test_default_preset_fits_ecp5_85f_multipliers():
@@ -11,6 +13,32 @@ def test_default_preset_fits_ecp5_85f_multipliers():
     # room on it (the requantizer's wide products may use the rest or LUTs).
     assert cfg.multipliers == cfg.pw_rows * cfg.pw_cols + cfg.dw_lanes * cfg.dw_kernel**2
     assert cfg.multipliers <= 156
+
+
+def test_default_preset_fits_ecp5_85f_dsp_blocks():
+    # Every 18x18 DSP the default preset's datapath takes: one per pointwise PE, four per
+    # requantizer lane (the depthwise layer's dw_lanes and the output's rq_lanes), and one
+    # per depthwise product unless those are built from LUTs.
+    cfg = preset(DEFAULT_PRESET)
+    dsp = cfg.pw_rows * cfg.pw_cols + 4 * (cfg.rq_lanes + cfg.dw_lanes)
+    dsp += 0 if cfg.dw_mul_luts else cfg.dw_lanes * cfg.dw_kernel**2
+    assert dsp <= 156, f"{DEFAULT_PRESET} needs {dsp} MULT18X18D, the LFE5U-85F has 156"
+
+
+def test_default_depthwise_layer_synthesizes_to_requantizer_dsps_only():
+    """Yosys (synth_ecp5) on the default preset's DepthwiseLayer: with dw_mul_luts its only
+    MULT18X18Ds are the requantizer's four per lane."""
+    cfg = preset(DEFAULT_PRESET)
+    assert cfg.dw_mul_luts
+    block = DepthwiseLayer(
+        lanes=cfg.dw_lanes, in_lanes=cfg.lb_in_lanes, kernel=cfg.dw_kernel,
+        max_kernel=cfg.max_kernel, max_width=cfg.lb_max_width,
+        max_channels=cfg.lb_max_channels, max_row_bytes=cfg.lb_max_row_bytes,
+        mul_luts=cfg.dw_mul_luts, ecp5_dsp=True)
+    stats = synth_stats(block, name="depthwise_layer_default")
+    print({k: v for k, v in stats.items() if v})
+    assert stats["MULT18X18D"] == 4 * cfg.dw_lanes
+    assert stats["LUT4"] > 0
 
 
 def test_default_depthwise_lanes_keep_pace_with_pointwise_on_mobilenet_v1():
@@ -39,6 +67,7 @@ def test_large_preset_is_larger():
         ("acc_width", 24, "acc_width must be 32"),
         ("axi_data_width", 48, "axi_data_width must be"),
         ("lb_max_width", 4, "lb_max_width must be in [8, 4096], not 4"),
+        ("dw_mul_luts", 1, "dw_mul_luts must be a bool, not 1"),
     ],
 )
 def test_bad_values_are_named(field, value, words):

@@ -2,7 +2,9 @@
 """Tests of the depthwise PE array, the engine and the int8 depthwise layer.
 
 The Verilator benches run the whole :class:`DepthwiseLayer` (line buffer → array →
-requantizer), one build per preset; the int32 array is checked alone in amaranth.sim.
+requantizer), one build per preset; the int32 array is checked alone in amaranth.sim. The
+presets cover both product variants: ``tiny`` multiplies on DSPs, ``small`` in LUTs
+(``dw_mul_luts``).
 """
 
 # (First line: blocks are also built only to query their timing models.)
@@ -10,9 +12,11 @@ requantizer), one build per preset; the int32 array is checked alone in amaranth
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from mnaccel.hw.config import preset
@@ -32,7 +36,12 @@ def engine_kwargs(name: str) -> dict:
     cfg = preset(name)
     return dict(lanes=cfg.dw_lanes, in_lanes=cfg.lb_in_lanes,
                 kernel=cfg.dw_kernel, max_kernel=cfg.max_kernel, max_width=cfg.lb_max_width,
-                max_channels=cfg.lb_max_channels, max_row_bytes=cfg.lb_max_row_bytes)
+                max_channels=cfg.lb_max_channels, max_row_bytes=cfg.lb_max_row_bytes,
+                mul_luts=cfg.dw_mul_luts)
+
+
+def test_benched_presets_cover_both_product_variants():
+    assert {preset(name).dw_mul_luts for name in ("tiny", "small")} == {False, True}
 
 
 ACTIVATIONS = ["NONE", "RELU", "RELU6"]
@@ -150,16 +159,23 @@ def test_param_beats_layout():
         param_beats([1, 2], [1], [0, 0], [0, 0], lanes=1)
 
 
-def test_array_unit():
-    """The array alone in amaranth.sim: 3×3 and 5×5 windows, back-to-back, vs NumPy."""
+@pytest.mark.parametrize("mul_luts", [False, True])
+def test_array_unit(mul_luts):
+    """The array alone in amaranth.sim: 3×3 and 5×5 windows, back-to-back, vs NumPy, with
+    the products on DSPs and from LUTs; the extreme int8 values included."""
     lanes, kmax, cmax = 2, 5, 8
-    dut = DepthwiseArray(lanes=lanes, max_kernel=kmax, max_channels=cmax)
+    dut = DepthwiseArray(lanes=lanes, max_kernel=kmax, max_channels=cmax, mul_luts=mul_luts)
+    assert dut.dsp_multipliers == (0 if mul_luts else dut.multipliers)
     layout = window_layout(lanes, kmax, cmax)
     rng = np.random.default_rng(3)
     cases = []
-    for k in (3, 5, 3):
+    for i, k in enumerate((3, 5, 3, 3)):
         wt = rng.integers(-128, 128, size=(k, k, cmax))
-        wins = [(g, rng.integers(-128, 128, size=(k, k, lanes))) for g in range(cmax // lanes)]
+        if i == 3:
+            # The largest sums: every product −128·−128 or −128·127.
+            wt = rng.choice([-128, 127], size=(k, k, cmax))
+        wins = [(g, rng.integers(-128, 128, size=(k, k, lanes)) if i < 3
+                 else np.full((k, k, lanes), -128)) for g in range(cmax // lanes)]
         cases.append((k, wt, wins))
     got, want = [], []
 
@@ -195,7 +211,9 @@ def test_array_unit():
     sim.add_testbench(bench)
     sim.add_process(monitor)
     sim.run_until(1e-6 * 400)
-    assert got == want
+    assert len(got) == len(want)
+    for j, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"window {j}: array {g}, NumPy {w}"
 
 
 def test_weight_beats_layout():
@@ -223,13 +241,24 @@ def test_documented_members():
             assert f"\n    {member} :" in type(block).__doc__, member
 
 
+@pytest.mark.parametrize("mul_luts", [False, True])
+def test_array_products_reach_yosys_as_configured(mul_luts):
+    """The array's Verilog holds one ``*`` per product, or none when built from LUTs (so
+    Yosys has nothing to put on a DSP block)."""
+    dut = DepthwiseArray(lanes=2, max_kernel=5, max_channels=8, mul_luts=mul_luts)
+    cells = re.findall(r"^\s*cell \$mul\b", rtlil.convert(dut, name="array"), re.M)
+    assert len(cells) == dut.dsp_multipliers == (0 if mul_luts else 2 * 9)
+
+
 def test_synth_small():
-    """The small configuration's int8 layer maps to ECP5 DSPs and block RAM."""
+    """The small configuration's int8 layer maps to ECP5 DSPs and block RAM; its array's
+    products (``dw_mul_luts``) to LUTs and carry chains."""
     kw = engine_kwargs("small")
+    assert kw["mul_luts"]
     stats = synth_stats(DepthwiseLayer(**kw, ecp5_dsp=True), name="depthwise_layer_small")
     print({k: v for k, v in stats.items() if v})
     lanes = kw["lanes"]
-    # 9 multipliers per lane in the array, 4 per lane in the requantizer.
-    assert stats["MULT18X18D"] == lanes * (9 + 4)
+    # 4 multipliers per lane in the requantizer; the array's 9 per lane are in LUTs.
+    assert stats["MULT18X18D"] == lanes * 4
     assert stats["DP16KD"] >= 2
     assert 0 < stats["LUT4"] < 25_000
