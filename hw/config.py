@@ -12,11 +12,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from mnaccel.hw._checks import is_pow2
+
 __all__ = ["AccelConfig", "PRESETS", "preset"]
-
-
-def _is_pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
 
 
 @dataclass(frozen=True)
@@ -107,13 +105,13 @@ class AccelConfig:
     def __post_init__(self) -> None:
         for name in ("pw_rows", "pw_cols", "dw_lanes", "rq_lanes", "pw_acc_depth"):
             value = getattr(self, name)
-            if not isinstance(value, int) or not _is_pow2(value):
+            if not is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
         for name in ("act_buf_bytes", "out_buf_bytes", "pw_weight_fifo_bytes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or not _is_pow2(value) or value < 64:
+            if not is_pow2(value) or value < 64:
                 raise ValueError(f"{name} must be a power of two >= 64, not {value!r}")
-        if not _is_pow2(self.lb_in_lanes) or self.lb_in_lanes < self.dw_lanes:
+        if not is_pow2(self.lb_in_lanes) or self.lb_in_lanes < self.dw_lanes:
             raise ValueError(
                 f"lb_in_lanes must be a power of two and a multiple of dw_lanes, "
                 f"not {self.lb_in_lanes!r}"
@@ -128,7 +126,7 @@ class AccelConfig:
             )
         if not 8 <= self.lb_max_width <= 4096:
             raise ValueError(f"lb_max_width must be in [8, 4096], not {self.lb_max_width!r}")
-        if not _is_pow2(self.lb_max_channels) or self.lb_max_channels < self.dw_lanes:
+        if not is_pow2(self.lb_max_channels) or self.lb_max_channels < self.dw_lanes:
             raise ValueError(
                 f"lb_max_channels must be a power of two >= dw_lanes, not {self.lb_max_channels!r}"
             )

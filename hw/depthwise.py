@@ -39,6 +39,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from mnaccel.hw._checks import is_pow2
 from mnaccel.hw.line_buffer import LineBuffer, layer_config_layout, window_layout
 from mnaccel.hw.lut_mul import booth_mul_s8
 from mnaccel.hw.requantizer import LANE_LAYOUT, Requantizer
@@ -55,10 +56,6 @@ __all__ = [
     "param_layout",
     "weight_beats",
 ]
-
-
-def _is_pow2(n) -> bool:
-    return isinstance(n, int) and n > 0 and n & (n - 1) == 0
 
 
 def _passes(k: int, native: int) -> int:
@@ -152,13 +149,13 @@ class DepthwiseArray(wiring.Component):
 
     def __init__(self, *, lanes: int, kernel: int = 3, max_kernel: int = 5, max_channels: int,
                  mul_luts: bool = False):
-        if not _is_pow2(lanes):
+        if not is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         if kernel != 3:
             raise ValueError(f"kernel (the native window) must be 3, not {kernel!r}")
         if max_kernel not in (3, 5):
             raise ValueError(f"max_kernel must be 3 or 5, not {max_kernel!r}")
-        if not _is_pow2(max_channels) or max_channels < lanes:
+        if not is_pow2(max_channels) or max_channels < lanes:
             raise ValueError(f"max_channels must be a power of two >= lanes, "
                              f"not {max_channels!r}")
         self._lanes, self._kernel = lanes, kernel

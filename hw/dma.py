@@ -21,6 +21,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from mnaccel.hw._checks import is_pow2
 from mnaccel.hw.axi import AXI4Signature, Burst, Resp
 
 __all__ = [
@@ -85,10 +86,6 @@ def _check(name, value, ok, what):
     return value
 
 
-def _is_pow2(n):
-    return n > 0 and n & (n - 1) == 0
-
-
 class _Params:
     """Constructor checks shared by the engines."""
 
@@ -101,7 +98,7 @@ class _Params:
         self._len_width = _check("len_width", len_width, lambda v: 1 <= v <= addr_width,
                                  f"in [1, addr_width={addr_width}]")
         self._max_burst = _check("max_burst", max_burst,
-                                 lambda v: _is_pow2(v) and v <= MAX_BURST,
+                                 lambda v: is_pow2(v) and v <= MAX_BURST,
                                  "a power of two in [1, 256]")
         self._max_outstanding = _check("max_outstanding", max_outstanding,
                                        lambda v: 1 <= v <= 64, "in [1, 64]")

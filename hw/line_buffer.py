@@ -40,6 +40,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from mnaccel.hw._checks import is_pow2
+
 __all__ = [
     "ConvVectorAdapter",
     "LineBuffer",
@@ -58,10 +60,6 @@ class Padding(enum.Enum, shape=1):
 
     VALID = 0
     SAME = 1
-
-
-def _is_pow2(n) -> bool:
-    return isinstance(n, int) and n > 0 and n & (n - 1) == 0
 
 
 def _log2(n: int) -> int:
@@ -198,16 +196,16 @@ class LineBuffer(wiring.Component):
     def __init__(self, *, lanes: int, in_lanes: int | None = None, max_kernel: int = 5,
                  max_width: int, max_channels: int, max_row_bytes: int):
         in_lanes = lanes if in_lanes is None else in_lanes
-        if not _is_pow2(lanes):
+        if not is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
-        if not _is_pow2(in_lanes) or in_lanes < lanes:
+        if not is_pow2(in_lanes) or in_lanes < lanes:
             raise ValueError(
                 f"in_lanes must be a power of two and at least lanes={lanes}, not {in_lanes!r}")
         if max_kernel not in (3, 5):
             raise ValueError(f"max_kernel must be 3 or 5, not {max_kernel!r}")
         if not isinstance(max_width, int) or max_width < max_kernel:
             raise ValueError(f"max_width must be an int >= max_kernel, not {max_width!r}")
-        if not _is_pow2(max_channels) or max_channels < in_lanes:
+        if not is_pow2(max_channels) or max_channels < in_lanes:
             raise ValueError(
                 f"max_channels must be a power of two >= in_lanes, not {max_channels!r}")
         if (not isinstance(max_row_bytes, int) or max_row_bytes < max_width * in_lanes
@@ -563,7 +561,7 @@ class ConvVectorAdapter(wiring.Component):
 
     def __init__(self, *, lanes: int, max_kernel: int, max_channels: int, kernel: int = 3,
                  channels: int = 3, padded_channels: int | None = None):
-        if not _is_pow2(lanes):
+        if not is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         if kernel not in (3, 5) or kernel > max_kernel:
             raise ValueError(f"kernel must be 3 or 5 and at most {max_kernel}, not {kernel!r}")

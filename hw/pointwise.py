@@ -23,6 +23,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from mnaccel.hw._checks import check_pow2
 from mnaccel.hw.systolic_array import SystolicArray, weight_write_layout
 
 __all__ = ["Pointwise", "input_layout", "output_layout", "weight_layout"]
@@ -74,12 +75,6 @@ def _meta_layout(acc_depth: int) -> data.StructLayout:
         "out_first": unsigned(1),
         "out_last": unsigned(1),
     })
-
-
-def _check_pow2(name: str, value) -> int:
-    if not isinstance(value, int) or value < 1 or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two, not {value!r}")
-    return value
 
 
 class Pointwise(wiring.Component):
@@ -142,9 +137,9 @@ class Pointwise(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int, acc_depth: int):
-        self._rows = _check_pow2("rows", rows)
-        self._cols = _check_pow2("cols", cols)
-        self._acc_depth = _check_pow2("acc_depth", acc_depth)
+        self._rows = check_pow2("rows", rows)
+        self._cols = check_pow2("cols", cols)
+        self._acc_depth = check_pow2("acc_depth", acc_depth)
         super().__init__({
             "w": In(stream.Signature(weight_layout(cols))),
             "i": In(stream.Signature(input_layout(rows, acc_depth))),

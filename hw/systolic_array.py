@@ -14,6 +14,7 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from mnaccel.hw._checks import check_pow2
 from mnaccel.hw.pe import PE, product_sum_width
 
 __all__ = ["SystolicArray", "weight_write_layout"]
@@ -27,12 +28,6 @@ def weight_write_layout(rows: int) -> data.StructLayout:
         "bank": unsigned(1),
         "data": signed(8),
     })
-
-
-def _check_dim(name: str, value) -> int:
-    if not isinstance(value, int) or value < 1 or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two, not {value!r}")
-    return value
 
 
 class SystolicArray(wiring.Component):
@@ -82,8 +77,8 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int):
-        self._rows = _check_dim("rows", rows)
-        self._cols = _check_dim("cols", cols)
+        self._rows = check_pow2("rows", rows)
+        self._cols = check_pow2("cols", cols)
         super().__init__({
             "en": In(1),
             "x": In(data.ArrayLayout(signed(8), rows)),
