@@ -3,8 +3,10 @@
 The driver sends a sequence of *jobs* — one pixel tile × one output-channel tile each, with
 ``K`` input-channel chunks of ``rows`` channels and ``P`` pixels — as the block's usage
 contract says: per chunk one weight tile on ``w`` and ``P`` activation beats on ``i``. The
-scoreboard compares every output sum, in order, with an int64 NumPy matmul of the same
-int8 data, and the flags and addresses with what was sent.
+scoreboard compares every output sum, in order, with the golden model's accumulators of the
+same int8 data (a 1×1 convolution over a pixel tile is a fully connected layer:
+:func:`mnaccel.golden.ops.fully_connected_acc` with input zero point 0, as the compiler folds
+the zero point into the bias), and the flags and addresses with what was sent.
 
 Parameters (``bench_params()``):
 
@@ -36,6 +38,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
+from mnaccel.golden.ops import fully_connected_acc
 from mnaccel.hw.pointwise import input_layout, output_layout, weight_layout
 from mnaccel.sim.benches.common import (
     StreamSink,
@@ -136,7 +139,9 @@ async def pointwise(dut):
     w_words, i_words, last_beat = _streams(p, jobs)
     expected = []
     for job in jobs:
-        sums = job["x"].astype(np.int64) @ job["w"].astype(np.int64)
+        sums = fully_connected_acc(
+            job["x"].astype(np.int8), job["w"].T.astype(np.int8), input_zp=0
+        )
         pixels = len(job["addrs"])
         for q in range(pixels):
             expected.append((sums[q], job["addrs"][q], q == 0, q == pixels - 1))
