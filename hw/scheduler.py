@@ -1,0 +1,1009 @@
+"""The scheduler: fetches the program's descriptors and runs each step, tile by tile.
+
+It is the control of the accelerator and the glue of its datapath: it owns the on-chip
+activation and output buffers, the pointwise weight FIFO, the parameter banks and the
+read demultiplexer, and drives the blocks that :class:`~mnaccel.hw.accelerator.Accelerator`
+instantiates beside it (DMA, depthwise layer, CONV0 line buffer and vector adapter,
+pointwise array, output requantizer). docs/hw/accelerator.md has the diagram and the state
+machine.
+
+A step (one descriptor) runs as engines that work at once, coupled only by the buffers'
+full/claimed flags, credit counters and stream handshakes:
+
+* **read issuer** — setup reads (``DW_PW``: the dw weights and parameter records), then per
+  pixel tile ``t``: for ``PW``/``FC``/``POOL``, once activation-buffer half ``t % 2`` is
+  free, one read of the tile's ``P × in_stride`` input bytes; then per output-channel chunk
+  ``j`` its ``pw_cols`` parameter records and (not for ``POOL``) its ``K`` weight tiles,
+  one command per tile, restarted for every pixel tile. **line-buffer reader**
+  (``CONV0``/``DW_PW``): the input map in chunks of :data:`LB_CHUNK_BEATS` beats. Every
+  command is issued only when its destination FIFO has room for all of its beats (credits),
+  so the single in-order AXI read channel never blocks behind a full consumer. A tag FIFO
+  remembers where each command's beats go.
+* **producers** of the activation buffer (words of ``pw_rows`` bytes, pixel ``p`` at words
+  ``p·S … p·S + S − 1``): the DMA (``PW``/``FC``/``POOL``, ``S = in_stride / pw_rows``), the
+  depthwise layer's int8 outputs packed ``pw_rows / dw_lanes`` beats per word (``DW_PW``),
+  or the CONV0 vector adapter's 27-byte vectors as ``K`` words (``CONV0``, ``S = K``).
+* **beat generator** — per tile, once its half is full: ``for j: for k: for p:`` one beat
+  ``(p, k)`` from word ``p·S + k`` of the half, ``swap`` at ``p = 0``, ``first``/``last`` at
+  ``k = 0``/``K − 1``; the half is released after its last beat. ``POOL``: word
+  ``p·S + (j·cols)/rows``, accumulator entry 0, ``first``/``last`` at the first/last pixel,
+  identity weight tiles from a generator.
+* **post-processing and write-back** — the array's ``pw_cols`` sums per pixel are cut into
+  ``pw_cols / rq_lanes`` requantizer beats with the records of chunk ``j`` (two banks: one
+  in use, the next loading), the int8 results written at byte ``p·out_stride + j·pw_cols +
+  lane`` of output-buffer half ``t % 2``; a full half goes out as one write command of
+  ``P × out_stride`` bytes.
+
+Loads of tile ``t + 1`` overlap the compute of tile ``t``, write-back of tile ``t`` overlaps
+compute of ``t + 1``, weight loads overlap compute. Steps do not overlap.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from mnaccel.hw.config import AccelConfig
+from mnaccel.hw.depthwise import PARAM_LANE_LAYOUT
+from mnaccel.hw.depthwise import layer_config as dw_layer_config
+from mnaccel.hw.depthwise import layer_output_layout as dw_output_layout
+from mnaccel.hw.depthwise import param_layout as dw_param_layout
+from mnaccel.hw.depthwise import weight_layout as dw_weight_layout
+from mnaccel.hw.descriptor import DESCRIPTOR_BYTES, PARAM_BYTES, Descriptor, Opcode
+from mnaccel.hw.dma import (
+    command_layout,
+    done_layout,
+    read_data_layout,
+    status_layout,
+    write_data_layout,
+)
+from mnaccel.hw.line_buffer import layer_config_layout
+from mnaccel.hw.pointwise import input_layout as pw_input_layout
+from mnaccel.hw.pointwise import output_layout as pw_output_layout
+from mnaccel.hw.pointwise import weight_layout as pw_weight_layout
+from mnaccel.hw.requantizer import input_layout as rq_input_layout
+from mnaccel.hw.requantizer import output_layout as rq_output_layout
+
+__all__ = ["ErrorCode", "Scheduler", "SUPPORTED_OPCODES"]
+
+#: Opcodes the scheduler executes; any other raises ``ErrorCode.OPCODE``.
+SUPPORTED_OPCODES = (Opcode.END, Opcode.CONV0, Opcode.DW_PW, Opcode.PW, Opcode.POOL,
+                     Opcode.FC)
+
+#: The first convolution the CONV0 path takes (ConvVectorAdapter is built for one shape):
+#: MobileNet's 3×3 over RGB.
+CONV0_KERNEL = 3
+CONV0_CHANNELS = 3
+
+#: Beats of the line-buffer input FIFO, and of one read command into it.
+LB_FIFO_BEATS = 64
+LB_CHUNK_BEATS = 32
+
+#: Bits of a DMA command's byte length.
+LEN_WIDTH = 24
+
+
+class ErrorCode(enum.Enum, shape=8):
+    """``STATUS.ERROR_CODE`` values the scheduler reports."""
+
+    NONE = 0
+    #: A descriptor's opcode is not executed (reserved, or not implemented yet).
+    OPCODE = 1
+    #: The read DMA reported an error (see the DMA's status).
+    DMA_READ = 2
+    #: The write DMA reported an error.
+    DMA_WRITE = 3
+
+
+class _Tag(enum.Enum, shape=3):
+    """Where a read command's beats go."""
+
+    DESC = 0
+    ACT = 1
+    PARAM = 2
+    WEIGHT = 3
+    DW_WEIGHT = 4
+    DW_PARAM = 5
+    LB_IN = 6
+
+
+#: One channel's requantization parameters, as held in the banks.
+_RECORD = data.StructLayout({
+    "bias": signed(32), "multiplier": signed(32), "shift": signed(6), "round_up": 1})
+
+
+def _log2(n: int) -> int:
+    return n.bit_length() - 1
+
+
+class Scheduler(wiring.Component):
+    """Descriptor fetch, step sequencing, buffers and the pointwise schedule.
+
+    Parameters
+    ----------
+    config : AccelConfig
+        The hardware configuration. Constraints of this implementation (checked):
+        ``pw_rows`` bytes = one AXI beat (``axi_data_width == 8·pw_rows``), the channel
+        alignment ``max(lb_in_lanes, pw_cols)`` a multiple of ``pw_rows`` (so that pixels
+        start on buffer words), ``axi_data_width <= 128`` (a parameter record spans whole
+        beats), the AXI beat a multiple of ``lb_in_lanes`` bytes and
+        ``rq_lanes <= pw_cols``.
+
+    Members
+    -------
+    start : In(1)
+        Pulse: run the program at ``program_addr``.
+    program_addr : In(axi_addr_width)
+        Byte address of the first descriptor.
+    done : Out(1)
+        Pulse: the run ended (END reached, or an error).
+    error : Out(1)
+        Pulse with ``done`` when the run ended on an error; ``error_code`` says which.
+    error_code : Out(ErrorCode)
+    layer_done : Out(1)
+        Pulse: a step (descriptor) has finished.
+    read_stall, write_stall : Out(1)
+        The pointwise array waits for input or weights from memory / the post-processing
+        waits for an output-buffer half still being written back.
+    rd_cmd, rd_data, rd_status, wr_cmd, wr_data, wr_done, wr_status
+        To the :class:`~mnaccel.hw.dma.DMA`'s ports of the same names.
+    pw_w, pw_i, pw_o
+        To the :class:`~mnaccel.hw.pointwise.Pointwise` array's ``w``, ``i``, ``o``.
+    rq_i, rq_o, rq_output_zp, rq_act_min, rq_act_max
+        To the output :class:`~mnaccel.hw.requantizer.Requantizer`.
+    dw_cfg, dw_i, dw_w, dw_p, dw_o
+        To the :class:`~mnaccel.hw.depthwise.DepthwiseLayer`'s ``cfg``, ``i``, ``w``, ``p``,
+        ``o`` (``DW_PW`` steps).
+    cv_cfg, cv_i, cv_o
+        ``CONV0``: to its :class:`~mnaccel.hw.line_buffer.LineBuffer`'s ``cfg`` and ``i``,
+        from the :class:`~mnaccel.hw.line_buffer.ConvVectorAdapter`'s ``o``
+        (:data:`CONV0_KERNEL` × :data:`CONV0_KERNEL` over :data:`CONV0_CHANNELS` channels).
+    opcode : Out(Opcode)
+        The opcode of the step being run (for waveforms and the top's status).
+
+    Attributes
+    ----------
+    act_words, out_words : int
+        Words of the activation buffer (``pw_rows`` bytes each) and of the output buffer
+        (one AXI beat each), both halves.
+    weight_fifo_beats : int
+        Beats of the weight FIFO (``pw_weight_fifo_bytes`` / bytes per beat).
+    """
+
+    def __init__(self, config: AccelConfig):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        cfg = config
+        beat = cfg.axi_data_width // 8
+        align = max(cfg.lb_in_lanes, cfg.pw_cols)
+        if beat != cfg.pw_rows:
+            raise ValueError(f"the scheduler needs axi_data_width == 8·pw_rows, not "
+                             f"{cfg.axi_data_width} with pw_rows={cfg.pw_rows}")
+        if align % cfg.pw_rows:
+            raise ValueError(f"the channel alignment {align} must be a multiple of "
+                             f"pw_rows={cfg.pw_rows}")
+        if beat > PARAM_BYTES:
+            raise ValueError(f"axi_data_width must be <= 128 bits, not {cfg.axi_data_width}")
+        if beat % cfg.lb_in_lanes:
+            raise ValueError(f"the AXI beat ({beat} bytes) must be a multiple of "
+                             f"lb_in_lanes={cfg.lb_in_lanes}")
+        if cfg.rq_lanes > cfg.pw_cols:
+            raise ValueError(f"rq_lanes={cfg.rq_lanes} must be <= pw_cols={cfg.pw_cols}")
+        self._cfg = cfg
+        aw = cfg.axi_addr_width
+        cmd = command_layout(aw, LEN_WIDTH)
+        super().__init__({
+            "start": In(1),
+            "program_addr": In(aw),
+            "done": Out(1),
+            "error": Out(1),
+            "error_code": Out(ErrorCode),
+            "layer_done": Out(1),
+            "read_stall": Out(1),
+            "write_stall": Out(1),
+            "opcode": Out(Opcode),
+            "rd_cmd": Out(stream.Signature(cmd)),
+            "rd_data": In(stream.Signature(read_data_layout(cfg.axi_data_width))),
+            "rd_status": In(status_layout()),
+            "wr_cmd": Out(stream.Signature(cmd)),
+            "wr_data": Out(stream.Signature(write_data_layout(cfg.axi_data_width))),
+            "wr_done": In(stream.Signature(done_layout())),
+            "wr_status": In(status_layout()),
+            "pw_w": Out(stream.Signature(pw_weight_layout(cfg.pw_cols))),
+            "pw_i": Out(stream.Signature(pw_input_layout(cfg.pw_rows, cfg.pw_acc_depth))),
+            "pw_o": In(stream.Signature(pw_output_layout(cfg.pw_cols, cfg.pw_acc_depth))),
+            "rq_i": Out(stream.Signature(rq_input_layout(cfg.rq_lanes))),
+            "rq_o": In(stream.Signature(rq_output_layout(cfg.rq_lanes))),
+            "rq_output_zp": Out(signed(8)),
+            "rq_act_min": Out(signed(8)),
+            "rq_act_max": Out(signed(8)),
+            "dw_cfg": Out(stream.Signature(dw_layer_config(cfg.lb_max_width,
+                                                           cfg.lb_max_channels))),
+            "dw_i": Out(stream.Signature(data.ArrayLayout(signed(8), cfg.lb_in_lanes))),
+            "dw_w": Out(stream.Signature(dw_weight_layout(cfg.dw_lanes, cfg.dw_kernel,
+                                                          cfg.max_kernel,
+                                                          cfg.lb_max_channels))),
+            "dw_p": Out(stream.Signature(dw_param_layout(cfg.dw_lanes, cfg.lb_max_channels))),
+            "dw_o": In(stream.Signature(dw_output_layout(cfg.dw_lanes))),
+            "cv_cfg": Out(stream.Signature(layer_config_layout(cfg.lb_max_width, align))),
+            "cv_i": Out(stream.Signature(data.ArrayLayout(signed(8), cfg.lb_in_lanes))),
+            "cv_o": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(8), CONV0_KERNEL**2 * CONV0_CHANNELS),
+                "first": 1, "last": 1}))),
+        })
+
+    @property
+    def config(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def act_words(self) -> int:
+        return self._cfg.act_buf_bytes // self._cfg.pw_rows
+
+    @property
+    def out_words(self) -> int:
+        return self._cfg.out_buf_bytes // (self._cfg.axi_data_width // 8)
+
+    @property
+    def weight_fifo_beats(self) -> int:
+        return self._cfg.pw_weight_fifo_bytes // (self._cfg.axi_data_width // 8)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, C, L = cfg.pw_rows, cfg.pw_cols, cfg.rq_lanes
+        DL = cfg.dw_lanes
+        AB = cfg.axi_data_width // 8
+        aw = cfg.axi_addr_width
+        ab_log = _log2(AB)
+
+        # --- descriptor --------------------------------------------------------------------------
+        desc_bits = DESCRIPTOR_BYTES * 8
+        desc_raw = Signal(desc_bits)
+        d = data.View(Descriptor, desc_raw[:data.Layout.cast(Descriptor).size])
+        m.d.comb += [
+            self.rq_output_zp.eq(d.out_zp),
+            self.rq_act_min.eq(d.act_min),
+            self.rq_act_max.eq(d.act_max),
+            self.opcode.eq(d.opcode),
+        ]
+        K, J = d.k_chunks, d.j_chunks
+        n_tiles = d.n_tiles
+        is_pool = d.opcode == Opcode.POOL
+        is_conv = d.opcode == Opcode.CONV0
+        is_dwpw = d.opcode == Opcode.DW_PW
+        from_lb = is_conv | is_dwpw          # the activation buffer is fed on chip
+
+        def tile_pixels(t):
+            return Mux(t == 0, d.first_tile_pixels,
+                       Mux(t == n_tiles - 1, d.last_tile_pixels, d.tile_pixels))
+
+        # Per-step products, registered after decode (they settle before any engine runs).
+        in_words = Signal(16)        # S: activation-buffer words per pixel
+        in_bytes = Signal(32)        # bytes of the whole input map (line-buffer steps)
+        dw_groups = Signal(16)       # dw channel groups
+        dw_passes = Signal(2)
+        m.d.sync += [
+            in_words.eq(Mux(is_conv, K, d.in_stride >> _log2(R))),
+            in_bytes.eq(d.in_h * d.in_w * d.in_stride),
+            dw_groups.eq(d.in_c >> _log2(DL)),
+            dw_passes.eq(Mux(d.kernel == 5, 3, 1) if cfg.max_kernel == 5 else 1),
+        ]
+        dw_entries = Signal(16)
+        m.d.comb += dw_entries.eq(Mux(dw_passes == 3, dw_groups * 3, dw_groups))
+
+        # --- main state machine signals ----------------------------------------------------------
+        g_active = Signal()          # the beat generator has tiles left in this step
+        step_running = Signal()      # from the cycle after step_go to the step's end
+        pc = Signal(aw)
+        step_go = Signal()           # pulse: a step starts (descriptor decoded)
+        step_busy = Signal()         # engines of the step still working
+        lb_go = Signal()             # pulse: the line buffer's layer is configured
+
+        # --- buffers, FIFOs and their flags ------------------------------------------------------
+        act_half_words = self.act_words // 2
+        m.submodules.act_buf = act_buf = Memory(shape=unsigned(R * 8), depth=self.act_words,
+                                                init=[])
+        act_wp = act_buf.write_port()
+        act_rp = act_buf.read_port()
+        act_claimed = [Signal(name=f"act_claimed_{h}") for h in range(2)]
+        act_full = [Signal(name=f"act_full_{h}") for h in range(2)]
+
+        out_half_words = self.out_words // 2
+        m.submodules.out_buf = out_buf = Memory(shape=unsigned(AB * 8), depth=self.out_words,
+                                                init=[])
+        out_wp = out_buf.write_port(granularity=8)
+        out_rp = out_buf.read_port()
+        out_full = [Signal(name=f"out_full_{h}") for h in range(2)]
+
+        wf_depth = self.weight_fifo_beats
+        m.submodules.wfifo = wfifo = SyncFIFOBuffered(width=AB * 8, depth=wf_depth)
+        pf_depth = 2 * C + 1
+        m.submodules.pfifo = pfifo = SyncFIFOBuffered(width=_RECORD.size, depth=pf_depth)
+        lb_depth = LB_FIFO_BEATS
+        m.submodules.lbfifo = lbfifo = SyncFIFOBuffered(width=AB * 8, depth=lb_depth)
+
+        # Credits: every read command is issued only once its destination can take all of
+        # its beats, so the single in-order read channel never blocks on a full consumer.
+        w_res = Signal(range(wf_depth + 1))
+        p_res = Signal(range(pf_depth + 1))
+        lb_res = Signal(range(lb_depth + 1))
+        tile_wbeats = R * C // AB
+
+        # --- read commands: three sources, one tag FIFO ------------------------------------------
+        m.submodules.tags = tags = SyncFIFO(width=3, depth=16)
+        fetch_req = Signal()
+        ri_cmd = Signal(command_layout(aw, LEN_WIDTH))
+        ri_tag = Signal(_Tag)
+        ri_valid = Signal()
+        lr_cmd = Signal(command_layout(aw, LEN_WIDTH))
+        lr_valid = Signal()
+        sel_fetch = fetch_req
+        sel_lb = ~fetch_req & lr_valid
+        m.d.comb += [
+            self.rd_cmd.valid.eq((fetch_req | lr_valid | ri_valid) & tags.w_rdy),
+            self.rd_cmd.payload.eq(Mux(sel_fetch, Cat(pc, Const(DESCRIPTOR_BYTES, LEN_WIDTH)),
+                                       Mux(sel_lb, lr_cmd, ri_cmd))),
+            tags.w_data.eq(Mux(sel_fetch, _Tag.DESC, Mux(sel_lb, _Tag.LB_IN, ri_tag))),
+        ]
+        cmd_fire = Signal()
+        m.d.comb += [cmd_fire.eq(self.rd_cmd.valid & self.rd_cmd.ready),
+                     tags.w_en.eq(cmd_fire)]
+        ri_fire = Signal()
+        lr_fire = Signal()
+        m.d.comb += [ri_fire.eq(cmd_fire & ~sel_fetch & ~sel_lb),
+                     lr_fire.eq(cmd_fire & sel_lb)]
+
+        # --- read issuer: setup reads, then per tile ACT, PARAM j, WEIGHT (j, k) -----------------
+        ri_t = Signal(16)
+        ri_half = Signal()
+        ri_j = Signal(16)
+        ri_k = Signal(8)
+        ri_in_ptr = Signal(aw)
+        ri_param_ptr = Signal(aw)
+        ri_weight_ptr = Signal(aw)
+        ri_done = Signal()
+        ri_n = Signal(16)
+        m.d.comb += ri_n.eq(tile_pixels(ri_t))
+        w_issue_beats = Signal(range(wf_depth + 1))
+        p_issue_recs = Signal(range(pf_depth + 1))
+
+        def next_tile():
+            m.d.sync += [ri_t.eq(ri_t + 1), ri_half.eq(~ri_half), ri_j.eq(0), ri_k.eq(0),
+                         ri_param_ptr.eq(d.pw_param_addr), ri_weight_ptr.eq(d.pw_weight_addr)]
+            with m.If(ri_t == n_tiles - 1):
+                m.d.sync += ri_done.eq(1)
+                m.next = "IDLE"
+            with m.Elif(from_lb):
+                m.next = "PARAM"
+            with m.Else():
+                m.next = "ACT"
+
+        with m.FSM(name="issuer"):
+            with m.State("IDLE"):
+                with m.If(step_go):
+                    m.d.sync += [ri_t.eq(0), ri_half.eq(0), ri_j.eq(0), ri_k.eq(0),
+                                 ri_done.eq(0), ri_in_ptr.eq(d.in_addr),
+                                 ri_param_ptr.eq(d.pw_param_addr),
+                                 ri_weight_ptr.eq(d.pw_weight_addr)]
+                    with m.If(is_dwpw):
+                        m.next = "DW_WEIGHT"
+                    with m.Elif(is_conv):
+                        m.next = "PARAM"
+                    with m.Else():
+                        m.next = "ACT"
+            with m.State("DW_WEIGHT"):
+                m.d.comb += [ri_valid.eq(1), ri_tag.eq(_Tag.DW_WEIGHT),
+                             ri_cmd.addr.eq(d.dw_weight_addr),
+                             ri_cmd.length.eq(dw_entries * (DL * cfg.dw_kernel**2))]
+                with m.If(ri_fire):
+                    m.next = "DW_PARAM"
+            with m.State("DW_PARAM"):
+                m.d.comb += [ri_valid.eq(1), ri_tag.eq(_Tag.DW_PARAM),
+                             ri_cmd.addr.eq(d.dw_param_addr),
+                             ri_cmd.length.eq(d.in_c * PARAM_BYTES)]
+                with m.If(ri_fire):
+                    m.next = "PARAM"
+            with m.State("ACT"):
+                m.d.comb += [
+                    ri_valid.eq(~Array(act_claimed)[ri_half]),
+                    ri_tag.eq(_Tag.ACT),
+                    ri_cmd.addr.eq(ri_in_ptr),
+                    ri_cmd.length.eq(ri_n * d.in_stride),
+                ]
+                with m.If(ri_fire):
+                    with m.Switch(ri_half):
+                        for h in range(2):
+                            with m.Case(h):
+                                m.d.sync += act_claimed[h].eq(1)
+                    m.d.sync += ri_in_ptr.eq(ri_in_ptr + ri_n * d.in_stride)
+                    m.next = "PARAM"
+            with m.State("PARAM"):
+                m.d.comb += [
+                    ri_valid.eq(p_res + C <= pf_depth),
+                    ri_tag.eq(_Tag.PARAM),
+                    ri_cmd.addr.eq(ri_param_ptr),
+                    ri_cmd.length.eq(C * PARAM_BYTES),
+                    p_issue_recs.eq(Mux(ri_fire, C, 0)),
+                ]
+                with m.If(ri_fire):
+                    m.d.sync += ri_param_ptr.eq(ri_param_ptr + C * PARAM_BYTES)
+                    with m.If(is_pool):
+                        m.d.sync += ri_j.eq(ri_j + 1)
+                        with m.If(ri_j == J - 1):
+                            next_tile()
+                    with m.Else():
+                        m.next = "WEIGHT"
+            with m.State("WEIGHT"):
+                m.d.comb += [
+                    ri_valid.eq(w_res + tile_wbeats <= wf_depth),
+                    ri_tag.eq(_Tag.WEIGHT),
+                    ri_cmd.addr.eq(ri_weight_ptr),
+                    ri_cmd.length.eq(R * C),
+                    w_issue_beats.eq(Mux(ri_fire, tile_wbeats, 0)),
+                ]
+                with m.If(ri_fire):
+                    m.d.sync += [ri_weight_ptr.eq(ri_weight_ptr + R * C), ri_k.eq(ri_k + 1)]
+                    with m.If(ri_k == K - 1):
+                        m.d.sync += [ri_k.eq(0), ri_j.eq(ri_j + 1)]
+                        with m.If(ri_j == J - 1):
+                            next_tile()
+                        with m.Else():
+                            m.next = "PARAM"
+
+        # --- line-buffer input reader: the whole map, in chunks the input FIFO can take ----------
+        lr_ptr = Signal(aw)
+        lr_left = Signal(32)
+        lr_chunk = LB_CHUNK_BEATS * AB
+        lr_len = Signal(LEN_WIDTH)
+        m.d.comb += [
+            lr_len.eq(Mux(lr_left < lr_chunk, lr_left, lr_chunk)),
+            lr_cmd.addr.eq(lr_ptr),
+            lr_cmd.length.eq(lr_len),
+            lr_valid.eq((lr_left != 0) & (lb_res + LB_CHUNK_BEATS <= lb_depth)),
+        ]
+        with m.If(lr_fire):
+            m.d.sync += [lr_ptr.eq(lr_ptr + lr_len), lr_left.eq(lr_left - lr_len)]
+        with m.If(lb_go):
+            m.d.sync += [lr_ptr.eq(d.in_addr), lr_left.eq(in_bytes)]
+        with m.If(step_go):
+            m.d.sync += lr_left.eq(0)
+
+        # --- read demultiplexer ------------------------------------------------------------------
+        head = Signal(_Tag)
+        m.d.comb += head.eq(tags.r_data)
+        rd = self.rd_data
+        rd_fire = Signal()
+        desc_fire = Signal()
+        desc_last = Signal()
+        fill_half = Signal()
+        fill_addr = Signal(range(act_half_words))
+        rec_beats = PARAM_BYTES // AB
+        rec_shift = Signal(PARAM_BYTES * 8)
+        rec_cnt = Signal(range(max(2, rec_beats)))
+        rec_full = rec_cnt == rec_beats - 1
+        dwp_ok = Signal()
+        dww_ok = Signal()
+        with m.Switch(head):
+            with m.Case(_Tag.DESC, _Tag.ACT):
+                m.d.comb += rd.ready.eq(tags.r_rdy)
+            with m.Case(_Tag.PARAM):
+                m.d.comb += rd.ready.eq(tags.r_rdy & (~rec_full | pfifo.w_rdy))
+            with m.Case(_Tag.WEIGHT):
+                m.d.comb += rd.ready.eq(tags.r_rdy & wfifo.w_rdy)
+            with m.Case(_Tag.DW_WEIGHT):
+                m.d.comb += rd.ready.eq(tags.r_rdy & dww_ok)
+            with m.Case(_Tag.DW_PARAM):
+                m.d.comb += rd.ready.eq(tags.r_rdy & dwp_ok)
+            with m.Case(_Tag.LB_IN):
+                m.d.comb += rd.ready.eq(tags.r_rdy & lbfifo.w_rdy)
+        m.d.comb += [rd_fire.eq(rd.valid & rd.ready),
+                     tags.r_en.eq(rd_fire & rd.payload.last)]
+        # Descriptor: beats shift in from the top, little-endian.
+        m.d.comb += [desc_fire.eq(rd_fire & (head == _Tag.DESC)),
+                     desc_last.eq(desc_fire & rd.payload.last)]
+        with m.If(desc_fire):
+            if desc_bits > AB * 8:
+                m.d.sync += desc_raw.eq(Cat(desc_raw[AB * 8:], rd.payload.data))
+            else:
+                m.d.sync += desc_raw.eq(rd.payload.data)
+        # Parameter records (pointwise and depthwise): PARAM_BYTES / AB beats each.
+        rec_fire = rd_fire & ((head == _Tag.PARAM) | (head == _Tag.DW_PARAM))
+        rec_word = Signal(PARAM_BYTES * 8)
+        if rec_beats > 1:
+            m.d.comb += rec_word.eq(Cat(rec_shift[AB * 8:], rd.payload.data))
+        else:
+            m.d.comb += rec_word.eq(rd.payload.data)
+        rec = data.View(data.StructLayout({"bias": signed(32), "multiplier": signed(32),
+                                           "shift": signed(8), "round_up": 1}),
+                        rec_word[:73])
+        rec_out = Signal(_RECORD)
+        m.d.comb += [rec_out.bias.eq(rec.bias), rec_out.multiplier.eq(rec.multiplier),
+                     rec_out.shift.eq(rec.shift), rec_out.round_up.eq(rec.round_up)]
+        with m.If(rec_fire):
+            m.d.sync += [rec_shift.eq(rec_word), rec_cnt.eq(Mux(rec_full, 0, rec_cnt + 1))]
+        m.d.comb += [pfifo.w_en.eq(rd_fire & (head == _Tag.PARAM) & rec_full),
+                     pfifo.w_data.eq(rec_out)]
+        # Weights and line-buffer input.
+        m.d.comb += [wfifo.w_en.eq(rd_fire & (head == _Tag.WEIGHT)),
+                     wfifo.w_data.eq(rd.payload.data),
+                     lbfifo.w_en.eq(rd_fire & (head == _Tag.LB_IN)),
+                     lbfifo.w_data.eq(rd.payload.data)]
+        m.d.sync += [
+            w_res.eq(w_res + w_issue_beats - (wfifo.r_rdy & wfifo.r_en)),
+            p_res.eq(p_res + p_issue_recs - (pfifo.r_rdy & pfifo.r_en)),
+            lb_res.eq(lb_res + Mux(lr_fire, LB_CHUNK_BEATS, 0) - (lbfifo.r_rdy & lbfifo.r_en)),
+        ]
+
+        # --- depthwise weights: a byte stream cut into entries of 9·dw_lanes bytes ---------------
+        E = cfg.dw_kernel**2 * DL
+        dww_buf = Signal((E + AB) * 8)
+        dww_n = Signal(range(E + AB + 1))
+        dww_group = Signal(16)
+        dww_part = Signal(2)
+        dww_count = Signal(16)
+        dww_fire = rd_fire & (head == _Tag.DW_WEIGHT)
+        m.d.comb += [
+            dww_ok.eq(dww_n < E),
+            self.dw_w.valid.eq(dww_n >= E),
+            self.dw_w.payload.taps.eq(dww_buf[:E * 8]),
+            self.dw_w.payload.group.eq(dww_group),
+            self.dw_w.payload.part.eq(dww_part),
+        ]
+        with m.If(self.dw_w.valid & self.dw_w.ready):
+            m.d.sync += [dww_buf.eq(dww_buf >> (E * 8)), dww_n.eq(dww_n - E),
+                         dww_count.eq(dww_count + 1)]
+            with m.If(dww_part == dw_passes - 1):
+                m.d.sync += [dww_part.eq(0), dww_group.eq(dww_group + 1)]
+            with m.Else():
+                m.d.sync += dww_part.eq(dww_part + 1)
+        with m.Elif(dww_fire):
+            m.d.sync += [dww_buf.eq(dww_buf | (rd.payload.data << (dww_n * 8))),
+                         dww_n.eq(dww_n + AB)]
+
+        # --- depthwise parameters: dw_lanes records per beat -------------------------------------
+        dwp_lanes = [Signal(PARAM_LANE_LAYOUT, name=f"dwp_lane_{k}") for k in range(DL)]
+        dwp_idx = Signal(range(DL + 1))
+        dwp_group = Signal(16)
+        m.d.comb += [
+            dwp_ok.eq(dwp_idx < DL),
+            self.dw_p.valid.eq(dwp_idx == DL),
+            self.dw_p.payload.group.eq(dwp_group),
+        ]
+        for k in range(DL):
+            m.d.comb += self.dw_p.payload.lanes[k].eq(dwp_lanes[k])
+        with m.If(self.dw_p.valid & self.dw_p.ready):
+            m.d.sync += [dwp_idx.eq(0), dwp_group.eq(dwp_group + 1)]
+        with m.If(rd_fire & (head == _Tag.DW_PARAM) & rec_full):
+            for k in range(DL):
+                with m.If(dwp_idx == k):
+                    m.d.sync += [dwp_lanes[k].bias.eq(rec_out.bias),
+                                 dwp_lanes[k].multiplier.eq(rec_out.multiplier),
+                                 dwp_lanes[k].shift.eq(rec_out.shift),
+                                 dwp_lanes[k].round_up.eq(rec_out.round_up)]
+            m.d.sync += dwp_idx.eq(dwp_idx + 1)
+        with m.If(step_go):
+            m.d.sync += [dww_group.eq(0), dww_part.eq(0), dww_count.eq(0), dwp_group.eq(0),
+                         dwp_idx.eq(0)]
+        dw_loaded = (dww_count == dw_entries) & (dwp_group == dw_groups)
+
+        # --- line-buffer input: AXI beats → lb_in_lanes-byte pixels to the dw layer or CONV0 -----
+        IN_L = cfg.lb_in_lanes
+        lsubs = AB // IN_L
+        lsub = Signal(range(max(2, lsubs)))
+        lsub_last = lsub == lsubs - 1
+        lpix = Signal(IN_L * 8)
+        with m.Switch(lsub):
+            for i in range(lsubs):
+                with m.Case(i):
+                    m.d.comb += lpix.eq(lbfifo.r_data[i * IN_L * 8:(i + 1) * IN_L * 8])
+        lb_ready = Mux(is_conv, self.cv_i.ready, self.dw_i.ready)
+        m.d.comb += [
+            self.dw_i.valid.eq(lbfifo.r_rdy & is_dwpw),
+            self.cv_i.valid.eq(lbfifo.r_rdy & is_conv),
+            self.dw_i.payload.eq(lpix),
+            self.cv_i.payload.eq(lpix),
+            lbfifo.r_en.eq(lb_ready & lsub_last),
+        ]
+        if lsubs > 1:
+            with m.If(lbfifo.r_rdy & lb_ready):
+                m.d.sync += lsub.eq(Mux(lsub_last, 0, lsub + 1))
+
+        # --- layer configurations for the dw layer and the CONV0 line buffer ---------------------
+        dc = self.dw_cfg.payload
+        m.d.comb += [
+            dc.height.eq(d.in_h), dc.width.eq(d.in_w), dc.channels.eq(d.in_c),
+            dc.kernel.eq(d.kernel), dc.stride.eq(d.stride), dc.padding.eq(d.padding),
+            dc.zero_point.eq(d.in_zp), dc.output_zp.eq(d.mid_zp),
+            dc.act_min.eq(d.mid_act_min), dc.act_max.eq(d.mid_act_max),
+        ]
+        cc = self.cv_cfg.payload
+        m.d.comb += [
+            cc.height.eq(d.in_h), cc.width.eq(d.in_w), cc.channels.eq(d.in_c),
+            cc.kernel.eq(d.kernel), cc.stride.eq(d.stride), cc.padding.eq(d.padding),
+            cc.zero_point.eq(d.in_zp),
+        ]
+
+        # --- on-chip producers into the activation buffer: words of pw_rows bytes ----------------
+        # DW_PW: R / dw_lanes dw output beats per word. CONV0: a 27-byte vector as K words.
+        dsubs = R // DL
+        dsub = Signal(range(max(2, dsubs)))
+        dword = Signal(R * 8)
+        V = CONV0_KERNEL**2 * CONV0_CHANNELS
+        vwords = -(-V // R)
+        cvec = Signal(vwords * R * 8)
+        cvec_valid = Signal()
+        ck = Signal(range(max(2, vwords)))
+        fw_valid = Signal()
+        fw_data = Signal(R * 8)
+        fw_ready = Signal()
+        fill_t = Signal(16)
+        fill_words = Signal(32)
+        m.d.comb += fill_words.eq(tile_pixels(fill_t) * in_words)
+        # DW_PW packer.
+        dw_word_done = Signal()
+        m.d.comb += dw_word_done.eq(dsub == dsubs - 1)
+        m.d.comb += self.dw_o.ready.eq(~dw_word_done | fw_ready)
+        with m.If(self.dw_o.valid & self.dw_o.ready):
+            m.d.sync += dsub.eq(Mux(dw_word_done, 0, dsub + 1))
+            for i in range(dsubs - 1):
+                with m.If(dsub == i):
+                    m.d.sync += dword[i * DL * 8:(i + 1) * DL * 8].eq(self.dw_o.payload.data)
+        dw_fw = Signal(R * 8)
+        m.d.comb += dw_fw.eq(Cat(dword[:(dsubs - 1) * DL * 8], self.dw_o.payload.data)
+                             if dsubs > 1 else self.dw_o.payload.data)
+        # CONV0 vector to words.
+        m.d.comb += self.cv_o.ready.eq(~cvec_valid)
+        with m.If(self.cv_o.valid & self.cv_o.ready):
+            m.d.sync += [cvec_valid.eq(1), cvec.eq(self.cv_o.payload.data), ck.eq(0)]
+        cv_fw = Signal(R * 8)
+        with m.Switch(ck):
+            for i in range(vwords):
+                with m.Case(i):
+                    m.d.comb += cv_fw.eq(cvec[i * R * 8:(i + 1) * R * 8])
+        with m.If(cvec_valid & fw_ready & is_conv):
+            m.d.sync += ck.eq(ck + 1)
+            with m.If(ck == vwords - 1):
+                m.d.sync += cvec_valid.eq(0)
+        m.d.comb += [
+            fw_valid.eq(Mux(is_conv, cvec_valid, self.dw_o.valid & dw_word_done)),
+            fw_data.eq(Mux(is_conv, cv_fw, dw_fw)),
+            fw_ready.eq(from_lb & ~Array(act_full)[fill_half]),
+        ]
+
+        # --- activation-buffer writes: from the DMA (ACT) or the on-chip producers ---------------
+        act_fire = rd_fire & (head == _Tag.ACT)
+        fw_fire = fw_valid & fw_ready
+        m.d.comb += [
+            act_wp.addr.eq(Cat(fill_addr, fill_half)),
+            act_wp.data.eq(Mux(from_lb, fw_data, rd.payload.data)),
+            act_wp.en.eq(act_fire | fw_fire),
+        ]
+        tile_end = Mux(from_lb, fill_addr == fill_words - 1, rd.payload.last)
+        with m.If(act_fire | fw_fire):
+            m.d.sync += fill_addr.eq(fill_addr + 1)
+            with m.If(tile_end):
+                m.d.sync += [fill_addr.eq(0), fill_half.eq(~fill_half), fill_t.eq(fill_t + 1)]
+                with m.Switch(fill_half):
+                    for h in range(2):
+                        with m.Case(h):
+                            m.d.sync += act_full[h].eq(1)
+
+        # Weight gearbox: one AXI beat = AB / C rows of the pointwise weight tile; POOL's
+        # identity tiles come from a generator instead.
+        rows_per_beat = AB // C
+        wsub = Signal(range(max(2, rows_per_beat)))
+        wsub_last = wsub == rows_per_beat - 1
+        wrow = Signal(C * 8)
+        with m.Switch(wsub):
+            for r in range(rows_per_beat):
+                with m.Case(r):
+                    m.d.comb += wrow.eq(wfifo.r_data[r * C * 8:(r + 1) * C * 8])
+        id_row = Signal(range(R))
+        id_off = Signal(16)          # j·cols of the tile being generated
+        id_j = Signal(16)            # tiles generated: exactly J per step, so that no
+                                     # extra tile is left in the array's shadow bank
+        id_valid = Signal()
+        # Not g_active: with one-pixel tiles the last tile's rows are still loading after the
+        # generator's last beat. Not before step_go: the counters are reset then.
+        m.d.comb += id_valid.eq(is_pool & step_running & (id_j != J))
+        id_data = Signal(C * 8)
+        for c in range(C):
+            m.d.comb += id_data[c * 8:(c + 1) * 8].eq(
+                Mux(id_row == (id_off[:_log2(R)] if R > 1 else 0) + c, 1, 0))
+        m.d.comb += [
+            self.pw_w.valid.eq(Mux(is_pool, id_valid, wfifo.r_rdy)),
+            self.pw_w.payload.eq(Mux(is_pool, id_data, wrow)),
+            wfifo.r_en.eq(self.pw_w.ready & wsub_last & ~is_pool),
+        ]
+        with m.If(self.pw_w.valid & self.pw_w.ready):
+            with m.If(is_pool):
+                m.d.sync += id_row.eq(id_row + 1)
+                with m.If(id_row == R - 1):
+                    m.d.sync += [id_row.eq(0), id_off.eq(id_off + C), id_j.eq(id_j + 1)]
+            if rows_per_beat > 1:
+                with m.Else():
+                    m.d.sync += wsub.eq(Mux(wsub_last, 0, wsub + 1))
+
+        # --- beat generator ----------------------------------------------------------------------
+        g_t = Signal(16)
+        g_half = Signal()
+        g_j = Signal(16)
+        g_k = Signal(8)
+        g_p = Signal(16)
+        g_pbase = Signal(range(act_half_words + 1))
+        g_poff = Signal(16)          # POOL: j·cols, whose word is (j·cols) / rows
+        g_n = Signal(16)
+        m.d.comb += g_n.eq(tile_pixels(g_t))
+        st_valid = Signal()
+        st = Signal(pw_input_layout(R, cfg.pw_acc_depth))
+        stage_free = ~st_valid | self.pw_i.ready
+        g_issue = Signal()
+        g_word = Signal(range(act_half_words + 1))
+        m.d.comb += g_word.eq(g_pbase + Mux(is_pool, g_poff >> _log2(R), g_k))
+        m.d.comb += [
+            g_issue.eq(g_active & Array(act_full)[g_half] & stage_free),
+            act_rp.addr.eq(Cat(g_word[:len(fill_addr)], g_half)),
+            act_rp.en.eq(stage_free),
+            self.pw_i.valid.eq(st_valid),
+            self.pw_i.payload.eq(st),
+            self.pw_i.payload.data.eq(act_rp.data),
+        ]
+        with m.If(g_issue):
+            m.d.sync += [
+                st_valid.eq(1),
+                st.addr.eq(Mux(is_pool, 0, g_p)),
+                st.first.eq(Mux(is_pool, g_p == 0, g_k == 0)),
+                st.last.eq(Mux(is_pool, g_p == g_n - 1, g_k == K - 1)),
+                st.swap.eq(g_p == 0),
+                # out_first marks the tile's last chunk, out_last the chunk's last pixel.
+                st.out_first.eq(g_j == J - 1),
+                st.out_last.eq(g_p == g_n - 1),
+            ]
+            with m.If(g_p == g_n - 1):
+                m.d.sync += [g_p.eq(0), g_pbase.eq(0), g_k.eq(g_k + 1)]
+                with m.If(g_k == K - 1):
+                    m.d.sync += [g_k.eq(0), g_j.eq(g_j + 1), g_poff.eq(g_poff + C)]
+                    with m.If(g_j == J - 1):
+                        m.d.sync += [g_j.eq(0), g_poff.eq(0), g_t.eq(g_t + 1),
+                                     g_half.eq(~g_half)]
+                        with m.Switch(g_half):
+                            for h in range(2):
+                                with m.Case(h):
+                                    m.d.sync += [act_full[h].eq(0), act_claimed[h].eq(0)]
+                        with m.If(g_t == n_tiles - 1):
+                            m.d.sync += g_active.eq(0)
+            with m.Else():
+                m.d.sync += [g_p.eq(g_p + 1), g_pbase.eq(g_pbase + in_words)]
+        with m.Elif(self.pw_i.ready):
+            m.d.sync += st_valid.eq(0)
+        with m.If(step_go):
+            m.d.sync += [g_active.eq(1), g_t.eq(0), g_half.eq(0), g_j.eq(0), g_k.eq(0),
+                         g_p.eq(0), g_pbase.eq(0), g_poff.eq(0)]
+        # Waiting for memory: the tile's input is not in yet, or a beat waits for weights.
+        m.d.comb += self.read_stall.eq(
+            (g_active & ~Array(act_full)[g_half])
+            | (st_valid & st.swap & ~self.pw_i.ready & ~self.pw_w.valid))
+        # --- parameter banks ---------------------------------------------------------------------
+        bank = [[Signal(_RECORD, name=f"bank_{b}_{c}") for c in range(C)] for b in range(2)]
+        bank_full = [Signal(name=f"bank_full_{b}") for b in range(2)]
+        ld_sel = Signal()
+        ld_idx = Signal(range(C))
+        use_sel = Signal()
+        ld_ok = ~Array(bank_full)[ld_sel]
+        m.d.comb += pfifo.r_en.eq(ld_ok)
+        with m.If(pfifo.r_rdy & ld_ok):
+            for b in range(2):
+                for c in range(C):
+                    with m.If((ld_sel == b) & (ld_idx == c)):
+                        m.d.sync += bank[b][c].eq(pfifo.r_data)
+            m.d.sync += ld_idx.eq(ld_idx + 1)
+            with m.If(ld_idx == C - 1):
+                m.d.sync += [ld_idx.eq(0), ld_sel.eq(~ld_sel)]
+                for b in range(2):
+                    with m.If(ld_sel == b):
+                        m.d.sync += bank_full[b].eq(1)
+
+        # --- serializer: pointwise sums → requantizer beats --------------------------------------
+        subs = C // L
+        sub = Signal(range(max(2, subs)))
+        sub_last = sub == subs - 1
+        use_ok = Array(bank_full)[use_sel]
+        o = self.pw_o.payload
+        m.d.comb += [
+            self.rq_i.valid.eq(self.pw_o.valid & use_ok),
+            self.pw_o.ready.eq(self.rq_i.ready & use_ok & sub_last),
+            self.rq_i.payload.first.eq(sub_last & o.last),
+            self.rq_i.payload.last.eq(sub_last & o.last & o.first),
+        ]
+        for lane in range(L):
+            rec_l = Signal(_RECORD, name=f"rec_lane_{lane}")
+            acc_l = Signal(signed(32), name=f"acc_lane_{lane}")
+            with m.Switch(Cat(sub if subs > 1 else Const(0, 1), use_sel)):
+                for s_ in range(max(2, subs)):
+                    for b in range(2):
+                        c = s_ * L + lane
+                        if c >= C:
+                            continue
+                        with m.Case(s_ | b << len(sub)):
+                            m.d.comb += [rec_l.eq(bank[b][c]), acc_l.eq(o.data[c])]
+            tgt = self.rq_i.payload.lanes[lane]
+            m.d.comb += [tgt.acc.eq(acc_l), tgt.bias.eq(rec_l.bias),
+                         tgt.multiplier.eq(rec_l.multiplier), tgt.shift.eq(rec_l.shift),
+                         tgt.round_up.eq(rec_l.round_up)]
+        with m.If(self.rq_i.valid & self.rq_i.ready):
+            if subs > 1:
+                m.d.sync += sub.eq(Mux(sub_last, 0, sub + 1))
+            with m.If(sub_last & o.last):
+                m.d.sync += use_sel.eq(~use_sel)
+                for b in range(2):
+                    with m.If(use_sel == b):
+                        m.d.sync += bank_full[b].eq(0)
+
+        # --- output buffer writer ----------------------------------------------------------------
+        oh = Signal()
+        pix_base = Signal(range(self._cfg.out_buf_bytes))
+        colj = Signal(16)
+        loff = Signal(range(C + 1))
+        byte_off = Signal(range(self._cfg.out_buf_bytes))
+        m.d.comb += byte_off.eq(pix_base + colj + loff)
+        q = self.rq_o
+        q_fire = Signal()
+        m.d.comb += [
+            q.ready.eq(~Array(out_full)[oh]),
+            q_fire.eq(q.valid & q.ready),
+            out_wp.addr.eq(Cat(byte_off[ab_log:][:len(out_wp.addr) - 1], oh)),
+            out_wp.data.eq(q.payload.data.as_value() << (byte_off[:ab_log] * 8)
+                           if ab_log else q.payload.data.as_value()),
+            out_wp.en.eq(Mux(q_fire, Const((1 << L) - 1, AB) << byte_off[:ab_log]
+                             if ab_log else 1, 0)),
+            self.write_stall.eq(q.valid & ~q.ready),
+        ]
+        with m.If(q_fire):
+            with m.If(loff == C - L):
+                m.d.sync += [loff.eq(0), pix_base.eq(pix_base + d.out_stride)]
+            with m.Else():
+                m.d.sync += loff.eq(loff + L)
+            with m.If(q.payload.first):
+                m.d.sync += [pix_base.eq(0), loff.eq(0), colj.eq(colj + C)]
+            with m.If(q.payload.last):
+                m.d.sync += [colj.eq(0), oh.eq(~oh)]
+                for h in range(2):
+                    with m.If(oh == h):
+                        m.d.sync += out_full[h].eq(1)
+
+        # --- write-back --------------------------------------------------------------------------
+        w_t = Signal(16)
+        wh = Signal()
+        w_ptr = Signal(aw)
+        w_words = Signal(range(out_half_words + 1))
+        w_cnt = Signal(range(out_half_words + 1))
+        w_len = Signal(LEN_WIDTH)
+        w_pending = Signal(16)
+        wst_valid = Signal()
+        w_done_all = Signal()
+        m.d.comb += w_len.eq(tile_pixels(w_t) * d.out_stride)
+        wr_cmd_fire = Signal()
+        wd_free = ~wst_valid | self.wr_data.ready
+        w_issue = Signal()
+        m.d.comb += [
+            self.wr_cmd.payload.addr.eq(w_ptr),
+            self.wr_cmd.payload.length.eq(w_len),
+            wr_cmd_fire.eq(self.wr_cmd.valid & self.wr_cmd.ready),
+            out_rp.addr.eq(Cat(w_cnt[:len(out_rp.addr) - 1], wh)),
+            out_rp.en.eq(wd_free),
+            self.wr_data.valid.eq(wst_valid),
+            self.wr_data.payload.data.eq(out_rp.data),
+            self.wr_done.ready.eq(1),
+        ]
+        with m.FSM(name="writer"):
+            with m.State("IDLE"):
+                with m.If(step_go):
+                    m.d.sync += [w_t.eq(0), wh.eq(0), w_ptr.eq(d.out_addr),
+                                 w_done_all.eq(0)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.wr_cmd.valid.eq(Array(out_full)[wh])
+                with m.If(wr_cmd_fire):
+                    m.d.sync += [w_cnt.eq(0), w_words.eq((w_len + (AB - 1)) >> ab_log),
+                                 w_ptr.eq(w_ptr + w_len)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += w_issue.eq(wd_free)
+                with m.If(w_issue):
+                    m.d.sync += [w_cnt.eq(w_cnt + 1), wst_valid.eq(1)]
+                    with m.If(w_cnt == w_words - 1):
+                        m.d.sync += [wh.eq(~wh), w_t.eq(w_t + 1)]
+                        for h in range(2):
+                            with m.If(wh == h):
+                                m.d.sync += out_full[h].eq(0)
+                        with m.If(w_t == n_tiles - 1):
+                            m.d.sync += w_done_all.eq(1)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "WAIT"
+        with m.If(~w_issue & self.wr_data.ready):
+            m.d.sync += wst_valid.eq(0)
+        m.d.sync += w_pending.eq(w_pending + wr_cmd_fire
+                                 - (self.wr_done.valid & self.wr_done.ready))
+
+        m.d.comb += step_busy.eq(~ri_done | g_active | ~w_done_all | (w_pending != 0)
+                                 | wst_valid | (lr_left != 0))
+
+        # Every engine starts a step on half 0 and bank 0: a step with an odd number of
+        # tiles leaves the half selects at 1.
+        with m.If(step_go):
+            m.d.sync += [fill_half.eq(0), fill_addr.eq(0), fill_t.eq(0), oh.eq(0),
+                         pix_base.eq(0), colj.eq(0), loff.eq(0), id_row.eq(0), id_off.eq(0),
+                         id_j.eq(0), dsub.eq(0), ck.eq(0), cvec_valid.eq(0)]
+
+        # --- main state machine ------------------------------------------------------------------
+        dma_error = Signal()
+        m.d.comb += dma_error.eq(self.rd_status.error | self.wr_status.error)
+        with m.If(step_go):
+            m.d.sync += step_running.eq(1)
+        with m.Elif(self.layer_done | self.done):
+            m.d.sync += step_running.eq(0)
+        with m.FSM(name="main"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += pc.eq(self.program_addr)
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += fetch_req.eq(1)
+                with m.If(cmd_fire):
+                    m.next = "WAIT_DESC"
+            with m.State("WAIT_DESC"):
+                with m.If(desc_last):
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += pc.eq(pc + DESCRIPTOR_BYTES)
+                with m.Switch(d.opcode):
+                    with m.Case(Opcode.END):
+                        m.next = "FINISH"
+                    with m.Case(Opcode.PW, Opcode.FC, Opcode.POOL):
+                        m.d.comb += step_go.eq(1)
+                        m.next = "START"
+                    with m.Case(Opcode.DW_PW):
+                        m.d.comb += step_go.eq(1)
+                        m.next = "DW_LOAD"
+                    with m.Case(Opcode.CONV0):
+                        m.d.comb += step_go.eq(1)
+                        m.next = "CV_CFG"
+                    with m.Default():
+                        m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.OPCODE)]
+                        m.next = "FINISH"
+            with m.State("DW_LOAD"):
+                # The layer's weights and parameters must be in before its windows.
+                with m.If(dw_loaded):
+                    m.next = "DW_CFG"
+            with m.State("DW_CFG"):
+                m.d.comb += self.dw_cfg.valid.eq(1)
+                with m.If(self.dw_cfg.ready):
+                    m.d.comb += lb_go.eq(1)
+                    m.next = "RUN"
+            with m.State("CV_CFG"):
+                m.d.comb += self.cv_cfg.valid.eq(1)
+                with m.If(self.cv_cfg.ready):
+                    m.d.comb += lb_go.eq(1)
+                    m.next = "RUN"
+            with m.State("START"):
+                # step_go's registers take effect this cycle; step_busy is valid from now.
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(~step_busy):
+                    m.d.comb += self.layer_done.eq(1)
+                    m.next = "FETCH"
+                with m.Elif(dma_error):
+                    m.d.comb += [self.error.eq(1),
+                                 self.error_code.eq(Mux(self.rd_status.error,
+                                                        ErrorCode.DMA_READ,
+                                                        ErrorCode.DMA_WRITE))]
+                    m.next = "FINISH"
+            with m.State("FINISH"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+        return m

@@ -1,0 +1,255 @@
+# amaranth: UnusedElaboratable=no
+"""The accelerator top through the system bench: AxiRam as memory, AxiLiteMaster as host.
+
+Every program of a preset runs on one Verilator build, all in one simulation (programs are
+data). ``small``: END-only and bad-opcode programs (done/error/irq, no hang), single
+pointwise and FC layers, global pools, and MobileNetV1 α 0.25 at 32×32 end to end — every
+layer output kept in external memory compared bit-exactly with the golden model, the
+hardware's per-layer cycle counters compared with the cycle model. ``tiny`` (1-lane
+depthwise and requantizer, 32-bit bus): the first layers of that network, a pointwise
+layer, a pool, and a program stopped by an opcode the scheduler does not execute, with the
+RAM stalling every AXI channel at random.
+"""
+
+import numpy as np
+import pytest
+
+from mnaccel.compiler.cycle_model import model
+from mnaccel.compiler.image import compile_model
+from mnaccel.golden.graph import Activation, Graph, Layer, Op, Tensor
+from mnaccel.golden.interpreter import run
+from mnaccel.golden.model import load_model
+from mnaccel.hw.accelerator import Accelerator
+from mnaccel.hw.config import preset
+from mnaccel.hw.csr import register
+from mnaccel.hw.descriptor import DESCRIPTOR_BYTES, Descriptor, Opcode, to_bytes
+from mnaccel.hw.scheduler import ErrorCode, Scheduler
+from mnaccel.sim.system import RunResult, check_outputs, hardware_outputs, run_images
+
+# One worker runs every test here, so that the module's simulations (fixtures) run once.
+pytestmark = pytest.mark.xdist_group("accelerator")
+
+CONFIG = preset("small")
+TINY = preset("tiny")
+
+#: (h, w, c_in, c_out, fully connected, TFLite kernels)
+PW_SHAPES = [
+    (4, 4, 32, 16, False, "reference"),   # K = 4, J = 4, two tiles
+    (5, 7, 24, 12, False, "optimized"),   # odd pixel count, channel padding
+    (9, 9, 3, 8, False, "reference"),     # 3 input channels padded to 8, several tiles
+    (1, 1, 40, 20, True, "optimized"),    # FC: one pixel, K = 5, J = 6
+]
+#: (h, w, c) of global average pools.
+POOL_SHAPES = [(5, 5, 24), (3, 4, 16), (1, 1, 256)]
+
+
+def _pw_graph(h, w, c_in, c_out, fc, seed):
+    rng = np.random.default_rng(seed)
+    shape_in, shape_out = ((1, c_in), (1, c_out)) if fc else ((1, h, w, c_in), (1, h, w, c_out))
+    tensors = {"x": Tensor("x", shape_in, 0.05, int(rng.integers(-20, 20))),
+               "y": Tensor("y", shape_out, 0.08, int(rng.integers(-10, 10)))}
+    weights = rng.integers(-127, 128, (c_out, c_in) if fc else (c_out, 1, 1, c_in), np.int8)
+    scales = (np.float32([0.01]) if fc
+              else rng.uniform(0.002, 0.02, c_out).astype(np.float32))
+    layer = Layer("fc" if fc else "pw", Op.FULLY_CONNECTED if fc else Op.CONV_2D, ("x",),
+                  "y", weights=weights, weight_scales=scales,
+                  bias=rng.integers(-3000, 3000, c_out, dtype=np.int32),
+                  activation=Activation.RELU6)
+    return Graph("pw", tensors, [layer], "x", ("y",))
+
+
+def _pool_graph(h, w, c, seed):
+    rng = np.random.default_rng(seed)
+    tensors = {"x": Tensor("x", (1, h, w, c), 0.05, int(rng.integers(-20, 20))),
+               "y": Tensor("y", (1, 1, 1, c), 0.04, int(rng.integers(-10, 10)))}
+    layer = Layer("pool", Op.MEAN, ("x",), "y", params={"axes": (1, 2), "keepdims": True})
+    return Graph("pool", tensors, [layer], "x", ("y",))
+
+
+def _head(graph, n):
+    """The graph of ``graph``'s first ``n`` layers."""
+    layers = graph.layers[:n]
+    names = {graph.input} | {layer.output for layer in layers}
+    return Graph(f"{graph.name}_head{n}", {k: v for k, v in graph.tensors.items() if k in names},
+                 layers, graph.input, (layers[-1].output,))
+
+
+def _raw_program(opcodes, addr):
+    image = bytearray(addr + len(opcodes) * DESCRIPTOR_BYTES)
+    for i, op in enumerate(opcodes):
+        a = addr + i * DESCRIPTOR_BYTES
+        image[a:a + DESCRIPTOR_BYTES] = to_bytes(Descriptor, {"opcode": op}, DESCRIPTOR_BYTES)
+    return bytes(image), addr
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Every program of this module in one simulation: {key: (program, x, RunResult)}."""
+    jobs = {}
+    for i, (h, w, ci, co, fc, kernels) in enumerate(PW_SHAPES):
+        jobs[f"pw{i}"] = compile_model(_pw_graph(h, w, ci, co, fc, i), CONFIG, kernels=kernels)
+    for i, (h, w, c) in enumerate(POOL_SHAPES):
+        jobs[f"pool{i}"] = compile_model(_pool_graph(h, w, c, 10 + i), CONFIG,
+                                         kernels=("reference", "optimized")[i % 2])
+    jobs["mobilenet"] = compile_model(load_model("mobilenet_v1", alpha=0.25, resolution=32),
+                                      CONFIG, kernels="reference")
+    images, inputs = [], {}
+    raw = {"end": _raw_program([Opcode.END], 0x100),
+           "bad": _raw_program([Opcode.ADD, Opcode.END], 0x140),
+           "end_after_error": _raw_program([Opcode.END], 0x40)}
+    images.extend(raw.values())
+    for seed, (key, program) in enumerate(jobs.items()):
+        graph = program.plan.graph
+        x = np.random.default_rng(seed).integers(-128, 128, graph.input_tensor.shape,
+                                                 dtype=np.int8)
+        inputs[key] = x
+        image = bytearray(program.image)
+        program.write_tensor(image, graph.input, x)
+        images.append((bytes(image), program.program_addr))
+    results = run_images(CONFIG, images, max_cycles=400_000)
+    out = {}
+    for key, res in zip(list(raw) + list(jobs), results, strict=True):
+        if key in jobs:
+            res.outputs = hardware_outputs(jobs[key], res.memory)
+        out[key] = (jobs.get(key), inputs.get(key), res)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_runs():
+    """The ``tiny`` preset's programs in one simulation: {key: (program, x, RunResult)}."""
+    net = load_model("mobilenet_v1", alpha=0.25, resolution=32)
+    jobs = {
+        # CONV0 and five DW_PW steps (the next dw layer has more channels than tiny holds).
+        "head": compile_model(_head(net, 11), TINY, kernels="optimized"),
+        # ... and one more layer: a lone depthwise layer, a DW step, not executed yet.
+        "head_dw": compile_model(_head(net, 12), TINY),
+        "pw": compile_model(_pw_graph(5, 7, 24, 12, False, 1), TINY, kernels="optimized"),
+        "pool": compile_model(_pool_graph(3, 4, 16, 4), TINY),
+    }
+    inputs = {key: np.random.default_rng(3).integers(-128, 128,
+                                                     p.plan.graph.input_tensor.shape,
+                                                     dtype=np.int8)
+              for key, p in jobs.items()}
+    images = []
+    for key, p in jobs.items():
+        image = bytearray(p.image)
+        p.write_tensor(image, p.plan.graph.input, inputs[key])
+        images.append((bytes(image), p.program_addr))
+    # The RAM stalls every AXI channel at random: backpressure everywhere, out of step.
+    results = run_images(TINY, images, max_cycles=400_000, pause="random", seed=5)
+    for key, res in zip(jobs, results, strict=True):
+        res.outputs = hardware_outputs(jobs[key], res.memory)
+    return {key: (jobs[key], inputs[key], res) for key, res in zip(jobs, results, strict=True)}
+
+
+@pytest.mark.parametrize("key", ["head", "pw", "pool"])
+def test_tiny_preset_is_bit_exact(tiny_runs, key):
+    program, x, res = tiny_runs[key]
+    check_outputs(program, x, res)
+    assert res.layer_count == len(program.plan.steps)
+
+
+def test_a_step_it_cannot_run_stops_the_program_cleanly(tiny_runs):
+    program, x, res = tiny_runs["head_dw"]
+    assert program.plan.steps[-1].opcode is Opcode.DW
+    assert not res.timeout and res.error_code == ErrorCode.OPCODE.value
+    assert _status(res) == {"BUSY": False, "DONE": True, "ERROR": True}
+    # The steps before it ran and are right.
+    assert res.layer_count == len(program.plan.steps) - 1
+    want = run(program.plan.graph, x, kernel=program.kernels)
+    for step in program.plan.steps[:-1]:
+        got = res.outputs[step.output]
+        assert np.array_equal(got, want[step.output]), (
+            f"{step.name}: {np.count_nonzero(got != want[step.output])} elements differ")
+
+
+def _bit(reg, field):
+    return 1 << register(reg).field(field).lsb
+
+
+def _status(res: RunResult):
+    return {name: bool(res.status & _bit("STATUS", name))
+            for name in ("BUSY", "DONE", "ERROR")}
+
+
+def test_end_only_program_finishes_with_an_interrupt(runs):
+    _, _, res = runs["end"]
+    assert not res.timeout
+    assert _status(res) == {"BUSY": False, "DONE": True, "ERROR": False}
+    assert res.error_code == 0 and res.layer_count == 0 and res.irqs >= 1
+    # Start, one descriptor fetch, decode: a few tens of cycles, not thousands.
+    assert 0 < res.cycles < 100
+
+
+def test_unsupported_opcode_raises_error_and_does_not_hang(runs):
+    _, _, res = runs["bad"]
+    assert not res.timeout
+    assert _status(res) == {"BUSY": False, "DONE": True, "ERROR": True}
+    assert res.error_code == ErrorCode.OPCODE.value
+    assert res.layer_count == 0 and res.irqs >= 1
+    # The next run starts clean.
+    _, _, after = runs["end_after_error"]
+    assert _status(after) == {"BUSY": False, "DONE": True, "ERROR": False}
+
+
+@pytest.mark.parametrize("index", range(len(PW_SHAPES)))
+def test_pointwise_layer_is_bit_exact(runs, index):
+    program, x, res = runs[f"pw{index}"]
+    check_outputs(program, x, res)
+    assert res.layer_count == 1 and res.layer_cycles[0] is not None
+    assert program.plan.steps[0].opcode in (Opcode.PW, Opcode.FC)
+
+
+@pytest.mark.parametrize("index", range(len(POOL_SHAPES)))
+def test_global_pool_is_bit_exact(runs, index):
+    program, x, res = runs[f"pool{index}"]
+    assert program.plan.steps[0].opcode is Opcode.POOL
+    check_outputs(program, x, res)
+
+
+def test_mobilenet_v1_end_to_end_is_bit_exact(runs):
+    program, x, res = runs["mobilenet"]
+    steps = program.plan.steps
+    assert {Opcode.CONV0, Opcode.DW_PW, Opcode.POOL, Opcode.FC} == {s.opcode for s in steps}
+    check_outputs(program, x, res)
+    # Every step's output that lives in memory was compared; the dw outputs stay on chip.
+    assert len(res.outputs) == len(steps) + 1   # + the RESHAPE that aliases the pool
+
+
+def test_cycle_counters_against_the_cycle_model(runs):
+    program, _, res = runs["mobilenet"]
+    steps = program.plan.steps
+    assert res.layer_count == len(steps)
+    assert all(c is not None for c in res.layer_cycles), res.layer_cycles
+    assert sum(res.layer_cycles) <= res.cycles
+    # AxiRam answers in a cycle or two, not the model's default DRAM latency.
+    predicted = model(program.plan, dram_latency=2)
+    lines = [f"{'step':28s} {'op':6s} {'measured':>9s} {'model':>9s} {'ratio':>6s}"]
+    for step, got, want in zip(steps, res.layer_cycles, predicted, strict=True):
+        lines.append(f"{step.name:28s} {step.opcode.name:6s} {got:9d} {want.cycles:9d} "
+                     f"{got / want.cycles:6.2f}")
+    total = sum(p.cycles for p in predicted)
+    lines.append(f"{'total':35s} {res.cycles:9d} {total:9d} {res.cycles / total:6.2f}")
+    print("\n".join(lines))
+    for step, got, want in zip(steps, res.layer_cycles, predicted, strict=True):
+        assert 0.5 * want.cycles <= got <= 2.0 * want.cycles, (
+            f"{step.name}: {got} cycles measured, {want.cycles} modelled")
+
+
+def test_scheduler_rejects_configurations_it_cannot_run():
+    # ecp5-85f: 8-channel alignment but 16-byte buffer words.
+    with pytest.raises(ValueError, match="alignment 8 must be a multiple of pw_rows=16"):
+        Scheduler(preset("ecp5-85f"))
+    with pytest.raises(ValueError, match="axi_data_width == 8·pw_rows"):
+        Scheduler(CONFIG.replace(axi_data_width=128))
+
+
+def test_documented_members_match_the_signature():
+    acc = Accelerator(CONFIG)
+    doc = acc.__doc__
+    for name in acc.signature.members:
+        assert f"{name} :" in doc, f"member {name} is not documented"
+    sched = Scheduler(CONFIG)
+    for name in sched.signature.members:
+        assert name in sched.__doc__, f"scheduler member {name} is not documented"
