@@ -1,5 +1,7 @@
-"""Draw the accelerator's block diagram (docs/img/architecture.png, named by
-docs/architecture.md). Run: ``/work/venv/bin/python scripts/draw_architecture.py``.
+"""Draw the accelerator's block diagram.
+
+Writes docs/img/architecture.png (named by docs/architecture.md). Run:
+``python scripts/draw_architecture.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Draw the block diagrams of the line buffer and the depthwise layer.
 
 Writes docs/img/line_buffer.png and docs/img/depthwise.png (named by docs/hw/line_buffer.md
-and docs/hw/depthwise.md). Run: ``/work/venv/bin/python scripts/draw_dw_diagrams.py``.
+and docs/hw/depthwise.md). Run: ``python scripts/draw_dw_diagrams.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Draw the block diagram of the pointwise systolic array.
 
 Writes docs/img/pointwise.png (named by docs/hw/pointwise.md). Run:
-``/work/venv/bin/python scripts/draw_pointwise_diagram.py``.
+``python scripts/draw_pointwise_diagram.py``.
 """
 
 from __future__ import annotations

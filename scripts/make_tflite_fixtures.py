@@ -19,7 +19,7 @@ seeded random inputs, ``supported_ops=[TFLITE_BUILTINS_INT8]`` and int8 input an
 Usage::
 
     python scripts/make_tflite_fixtures.py                       # tests/data/tflite/
-    python scripts/make_tflite_fixtures.py --set unseen --out /tmp/unseen_tflite
+    python scripts/make_tflite_fixtures.py --set unseen --out ~/unseen_tflite
 
 ``--set fixtures`` (the default) writes the four committed MobileNets, a small probe with
 channel counts that are not multiples of 8 (see :func:`odd_channels`), and the tiny models

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["build_root", "content_hash", "verilog_for", "write_if_absent"]
+__all__ = ["build_root", "content_hash", "verilog_for", "write_atomic", "write_if_absent"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -37,24 +37,42 @@ def content_hash(*parts: str | bytes) -> str:
     return h.hexdigest()[:12]
 
 
-def write_if_absent(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically unless the file already exists; return ``path``.
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory; return it.
 
-    The file is written to a temporary name in the same directory and renamed, so a reader
-    never sees a half-written file even when several processes write the same path.
+    The rename makes the write atomic: a reader, a concurrent writer or an interruption
+    never leaves a half-written ``path``. The file gets the permissions ``open()`` would
+    give it (``mkstemp`` makes it private).
+
+    Raises
+    ------
+    OSError
+        If the directory cannot be written; no temporary file is left behind.
     """
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_if_absent(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` with :func:`write_atomic` unless the file already exists.
+
+    Returns ``path``. Several processes may write the same path at once: each rename is
+    atomic and they all write the same content.
+    """
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, text)
 
 
 def verilog_for(component, *, name: str) -> Path:

@@ -14,7 +14,6 @@ again.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import inspect
 import json
@@ -38,7 +37,6 @@ __all__ = [
     "ECP5_CELLS",
     "TARGETS",
     "Block",
-    "available_blocks",
     "build_block",
     "categorize",
     "run_tool",
@@ -481,8 +479,7 @@ def _accelerator(config, target):
     return make(config, **kwargs)
 
 
-#: Every block by ``--block`` name; :func:`available_blocks` drops those whose gateware is
-#: not there (the accelerator top, ``DepthwiseLayer``).
+#: Every block by ``--block`` name.
 BLOCKS: dict[str, Block] = {b.name: b for b in [
     Block("accelerator", "the whole accelerator (hw/accelerator.py)",
           _accelerator),
@@ -503,36 +500,6 @@ BLOCKS: dict[str, Block] = {b.name: b for b in [
     Block("csr", "AXI4-Lite control registers", _csr),
 ]}
 
-# What each optional block needs to exist: module and attribute path.
-_OPTIONAL = {
-    "accelerator": ("mnaccel.hw.accelerator", ("Accelerator",)),
-    "depthwise_layer": ("mnaccel.hw.depthwise", ("DepthwiseLayer",)),
-}
-
-
-def _unavailable_reason(name: str) -> str | None:
-    if name not in _OPTIONAL:
-        return None
-    module_name, attrs = _OPTIONAL[name]
-    try:
-        obj = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return f"{module_name} does not exist yet"
-        return f"{module_name} does not import ({exc})"
-    except Exception as exc:  # a half-written module: say why instead of failing
-        return f"{module_name} does not import ({type(exc).__name__}: {exc})"
-    for attr in attrs:
-        obj = getattr(obj, attr, None)
-        if obj is None:
-            return f"{module_name} has no {'.'.join(attrs)}"
-    return None
-
-
-def available_blocks() -> dict[str, Block]:
-    """The blocks of :data:`BLOCKS` whose gateware exists, in the same order."""
-    return {name: block for name, block in BLOCKS.items() if _unavailable_reason(name) is None}
-
 
 def top_name(block: str) -> str:
     """The Verilog top module name of ``block``: ``mnaccel`` for the whole accelerator."""
@@ -545,12 +512,8 @@ def build_block(name: str, config, *, target: str = "ecp5"):
     Raises
     ------
     ValueError
-        If there is no such block, or its gateware does not exist (yet); the message lists
-        the available blocks.
+        If there is no such block; the message lists the blocks.
     """
-    if name not in BLOCKS or _unavailable_reason(name) is not None:
-        why = f" ({_unavailable_reason(name)})" if name in BLOCKS else ""
-        raise ValueError(
-            f"unknown block {name!r}{why}; choose one of {', '.join(available_blocks())}"
-        )
+    if name not in BLOCKS:
+        raise ValueError(f"unknown block {name!r}; choose one of {', '.join(BLOCKS)}")
     return BLOCKS[name].build(config, target)

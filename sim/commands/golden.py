@@ -61,22 +61,23 @@ def layer_file_name(index: int, name: str) -> str:
     return f"{index:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.npy"
 
 
-def read_input(path: str, graph: Graph) -> np.ndarray:
+def read_input(path: str | Path, graph: Graph) -> np.ndarray:
     """Load ``path``, an int8 ``.npy`` of ``graph``'s input shape; UserError otherwise."""
     expected = graph.input_tensor.shape
+    name = str(path)
     try:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise UserError(f"input file {path!r} does not exist") from None
+        raise UserError(f"input file {name!r} does not exist") from None
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"input file {path!r} is not a readable .npy file ({exc})") from None
+        raise UserError(f"input file {name!r} is not a readable .npy file ({exc})") from None
     if not isinstance(x, np.ndarray):
-        raise UserError(f"input file {path!r} is not a .npy file (it holds several arrays)")
+        raise UserError(f"input file {name!r} is not a .npy file (it holds several arrays)")
     if x.dtype != np.int8:
-        raise UserError(f"input file {path!r} holds {x.dtype} values; the model needs int8")
+        raise UserError(f"input file {name!r} holds {x.dtype} values; the model needs int8")
     if x.shape != expected:
         raise UserError(
-            f"input file {path!r} has shape {x.shape}; the model needs {expected} (NHWC)"
+            f"input file {name!r} has shape {x.shape}; the model needs {expected} (NHWC)"
         )
     return x
 

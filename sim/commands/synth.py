@@ -23,7 +23,6 @@ from mnaccel.sim.build import build_root
 from mnaccel.sim.synth import (
     BLOCKS,
     TARGETS,
-    available_blocks,
     build_block,
     synthesize,
     top_name,
@@ -72,11 +71,6 @@ def resolve_design(args: argparse.Namespace):
         config = preset(args.config)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if args.block == DEFAULT_BLOCK and DEFAULT_BLOCK not in available_blocks():
-        raise UserError(
-            "the accelerator top (hw/accelerator.py, class Accelerator) is not there "
-            f"yet; choose a block with --block: {', '.join(available_blocks())}"
-        )
     try:
         return config, build_block(args.block, config, target=args.target)
     except ValueError as exc:
@@ -97,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pnr and args.target != "ecp5":
         raise UserError(f"--pnr places and routes for ECP5 only, not --target {args.target}")
     if args.constraints is not None and not os.path.isfile(args.constraints):
-        raise UserError(f"constraint file {args.constraints!r} does not exist")
+        why = "is a directory" if os.path.isdir(args.constraints) else "does not exist"
+        raise UserError(f"constraint file {args.constraints!r} {why}")
     config, component = resolve_design(args)
     name = top_name(args.block)
     _say(f"generating Verilog of {args.block} ({args.config})...")

@@ -24,6 +24,7 @@ import numpy as np
 
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Graph
+from mnaccel.sim.commands.golden import read_input
 
 __all__ = ["LayerResult", "compare", "load_input", "register", "run_litert"]
 
@@ -76,22 +77,15 @@ class LayerResult:
 
 
 def load_input(path: Path | None, graph: Graph, seed: int = 0) -> np.ndarray:
-    """The input array: ``path`` checked against the graph's input, or seeded random int8."""
-    spec = graph.input_tensor
+    """The model input: seeded random int8, or ``path`` read as ``mnaccel golden`` reads it.
+
+    A bad file raises :class:`~mnaccel.golden.errors.UserError`
+    (:func:`mnaccel.sim.commands.golden.read_input`).
+    """
     if path is None:
         rng = np.random.default_rng(seed)
-        return rng.integers(-128, 128, size=spec.shape, dtype=np.int8)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"cannot read input {str(path)!r}: {exc}") from None
-    if x.dtype != np.int8:
-        raise UserError(f"input {str(path)!r} is {x.dtype}; the model takes int8")
-    if tuple(x.shape) != spec.shape:
-        raise UserError(
-            f"input {str(path)!r} has shape {tuple(x.shape)}; the model takes {spec.shape}"
-        )
-    return x
+        return rng.integers(-128, 128, size=graph.input_tensor.shape, dtype=np.int8)
+    return read_input(path, graph)
 
 
 def run_litert(path: Path, x: np.ndarray, *, reference: bool = False):

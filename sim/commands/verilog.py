@@ -4,18 +4,17 @@ The top module is ``mnaccel`` (``mnaccel_<block>`` for a ``--block``); its ports
 component's signature flattened by Amaranth (a stream port ``i`` becomes ``i__valid``,
 ``i__ready``, ``i__payload``) plus ``clk`` and ``rst``. The file is written to a temporary
 name beside ``FILE.v`` and renamed, so bad input or an interruption leaves no half-written
-file.
+file; a ``FILE.v`` that already holds the same text is left untouched.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from mnaccel.golden.errors import UserError
+from mnaccel.sim.build import write_atomic
 from mnaccel.sim.commands.synth import add_design_args, resolve_design
 from mnaccel.sim.synth import top_name
 
@@ -47,18 +46,11 @@ def run(args: argparse.Namespace) -> int:
     _, component = resolve_design(args)
     name = top_name(args.block)
     text = verilog.convert(component, name=name)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        # mkstemp makes the file private; give it the permissions open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if not (out.is_file() and out.read_bytes() == text.encode()):
+            write_atomic(out, text)
+    except OSError as exc:
+        raise UserError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     print(f"mnaccel verilog: wrote {out} (top module {name}, {text.count(chr(10))} lines)",
           file=sys.stderr)
     return 0

@@ -1,6 +1,7 @@
 """``mnaccel synth`` and ``mnaccel verilog`` through the CLI: counts, cache, bad input."""
 
 import json
+import os
 import re
 
 import pytest
@@ -106,16 +107,6 @@ def test_bad_input_exits_2_with_one_line(root, capsys, argv, names):
     assert not root.exists()  # nothing was built
 
 
-def test_default_block_needs_the_accelerator_top(root, capsys, monkeypatch):
-    # Whether or not hw/accelerator.py exists yet: pretend it does not.
-    monkeypatch.setitem(synth_module._OPTIONAL, "accelerator",
-                        ("mnaccel.hw.no_such_module", ("Accelerator",)))
-    assert cli(["synth", "--config", "tiny"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--block" in err and "pointwise" in err
-    assert "accelerator" not in err.split("--block:")[1]
-
-
 def test_verilog_writes_the_block(root, tmp_path, capsys):
     out = tmp_path / "csr.v"
     assert cli(["verilog", "--config", "tiny", "--block", "csr", "-o", str(out)]) == 0
@@ -129,6 +120,28 @@ def test_verilog_writes_the_block(root, tmp_path, capsys):
     # A bad argument afterwards leaves the earlier file as it was.
     assert cli(["verilog", "--config", "tiny", "--block", "nonesuch", "-o", str(out)]) == 2
     assert out.read_text() == text
+
+
+def test_verilog_leaves_an_unchanged_file_alone(root, tmp_path):
+    out = tmp_path / "csr.v"
+    argv = ["verilog", "--config", "tiny", "--block", "csr", "-o", str(out)]
+    assert cli(argv) == 0
+    os.utime(out, ns=(0, 0))
+    assert cli(argv) == 0
+    assert out.stat().st_mtime_ns == 0
+
+
+def test_verilog_unwritable_output_is_one_line(root, tmp_path, capsys, monkeypatch):
+    # Root may write anywhere, so the refusal is simulated where the file is written.
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("mnaccel.sim.commands.verilog.write_atomic", refuse)
+    out = tmp_path / "csr.v"
+    assert cli(["verilog", "--config", "tiny", "--block", "csr", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Permission denied" in err and "csr.v" in err
+    assert not out.exists()
 
 
 def test_verilog_target_decides_dsp_primitives(root, tmp_path):

@@ -56,6 +56,14 @@ def test_bad_input_file(tmp_path, capsys, array, needle):
     assert err.count("\n") == 1 and needle in err and err.startswith("mnaccel: error:")
 
 
+def test_npz_input_file(tmp_path, capsys):
+    with open(tmp_path / "x.npy", "wb") as f:  # an .npz archive under an .npy name
+        np.savez(f, x=np.zeros((1, 12, 12, 5), dtype=np.int8))
+    status, out, err = run(capsys, PROBE, "--input", tmp_path / "x.npy")
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and "several arrays" in err
+
+
 def test_unreadable_input_file(tmp_path, capsys):
     (tmp_path / "x.npy").write_bytes(b"not numpy")
     status, _, err = run(capsys, PROBE, "--input", tmp_path / "x.npy")
