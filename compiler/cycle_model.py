@@ -113,8 +113,8 @@ def _step(plan: Plan, step: Step, macs: dict[str, int], dram_latency: int,
     cfg = plan.config
     axi = cfg.axi_data_width // 8
     pw = Pointwise(rows=cfg.pw_rows, cols=cfg.pw_cols, acc_depth=cfg.pw_acc_depth)
-    rq = Requantizer(cfg.rq_lanes)
-    dw_rq = Requantizer(cfg.dw_lanes)
+    rq = Requantizer(lanes=cfg.rq_lanes)
+    dw_rq = Requantizer(lanes=cfg.dw_lanes)
     lb = LineBuffer(lanes=cfg.dw_lanes, in_lanes=cfg.lb_in_lanes, max_kernel=cfg.max_kernel,
                     max_width=cfg.lb_max_width, max_channels=cfg.lb_max_channels,
                     max_row_bytes=cfg.lb_max_row_bytes)

@@ -49,6 +49,9 @@ class Accelerator(wiring.Component):
         Address width of the register window (default 12: 4 KiB).
     max_burst : int
         Longest AXI burst the DMA issues (beats).
+    ecp5_dsp : bool
+        Build the requantizers' wide products from ECP5 ``MULT18X18D`` primitives (see
+        :class:`~mnaccel.hw.requantizer.Requantizer`); False gives portable Verilog.
 
     Members
     -------
@@ -75,14 +78,14 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, config: AccelConfig, *, csr_addr_width: int = 12,
-                 max_burst: int = 16):
+                 max_burst: int = 16, ecp5_dsp: bool = False):
         self._cfg = config
         self.scheduler = Scheduler(config)
         # Built here rather than through the blocks' from_config, so that this file's
         # UnusedElaboratable pragma covers an Accelerator made only for its properties.
         self.pointwise = Pointwise(rows=config.pw_rows, cols=config.pw_cols,
                                    acc_depth=config.pw_acc_depth)
-        self.requantizer = Requantizer(config.rq_lanes)
+        self.requantizer = Requantizer(lanes=config.rq_lanes, ecp5_dsp=ecp5_dsp)
         self.dma = DMA(data_width=config.axi_data_width, addr_width=config.axi_addr_width,
                        len_width=LEN_WIDTH, max_burst=max_burst)
         self.csr = ControlRegisters(addr_width=csr_addr_width,
@@ -91,7 +94,8 @@ class Accelerator(wiring.Component):
         self.depthwise = DepthwiseLayer(
             lanes=config.dw_lanes, in_lanes=config.lb_in_lanes, kernel=config.dw_kernel,
             max_kernel=config.max_kernel, max_width=config.lb_max_width,
-            max_channels=config.lb_max_channels, max_row_bytes=config.lb_max_row_bytes)
+            max_channels=config.lb_max_channels, max_row_bytes=config.lb_max_row_bytes,
+            mul_luts=config.dw_mul_luts, ecp5_dsp=ecp5_dsp)
         # CONV0's own small line buffer: pixels of `align` stored channels (RGB padded).
         align = max(config.lb_in_lanes, config.pw_cols)
         self.conv_line_buffer = LineBuffer(

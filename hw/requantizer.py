@@ -370,7 +370,7 @@ class Requantizer(wiring.Component):
         Beats the output FIFO holds; the pipeline accepts a beat while fewer are in flight.
     """
 
-    def __init__(self, lanes: int, *, ecp5_dsp: bool = False):
+    def __init__(self, *, lanes: int, ecp5_dsp: bool = False):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
         self._lanes = lanes

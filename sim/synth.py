@@ -15,7 +15,6 @@ again.
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import json
 import logging
 import os
@@ -453,7 +452,7 @@ def _depthwise_layer(config, target):
 def _requantizer(config, target):
     from mnaccel.hw.requantizer import Requantizer
 
-    return Requantizer(config.rq_lanes, ecp5_dsp=target == "ecp5")
+    return Requantizer(lanes=config.rq_lanes, ecp5_dsp=target == "ecp5")
 
 
 def _dma(config, target):
@@ -471,12 +470,7 @@ def _csr(config, target):
 def _accelerator(config, target):
     from mnaccel.hw.accelerator import Accelerator
 
-    # Accelerator.from_config(config) if it has one, else Accelerator(config).
-    make = getattr(Accelerator, "from_config", Accelerator)
-    kwargs = {}
-    if "ecp5_dsp" in inspect.signature(make).parameters:
-        kwargs["ecp5_dsp"] = target == "ecp5"
-    return make(config, **kwargs)
+    return Accelerator(config, ecp5_dsp=target == "ecp5")
 
 
 #: Every block by ``--block`` name.

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The cycle model's arithmetic on hand-worked layers."""
 
 import pytest
