@@ -188,7 +188,7 @@ def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) ->
         If a layer cannot be mapped; the message names the layer and the limit.
     """
     cfg = config
-    align = max(cfg.lb_in_lanes, cfg.pw_cols)
+    align = cfg.channel_align
     tensors: dict[str, TensorInfo] = {}
 
     def info(name: str) -> TensorInfo:

@@ -97,7 +97,7 @@ class Accelerator(wiring.Component):
             max_channels=config.lb_max_channels, max_row_bytes=config.lb_max_row_bytes,
             mul_luts=config.dw_mul_luts, ecp5_dsp=ecp5_dsp)
         # CONV0's own small line buffer: pixels of `align` stored channels (RGB padded).
-        align = max(config.lb_in_lanes, config.pw_cols)
+        align = config.channel_align
         self.conv_line_buffer = LineBuffer(
             lanes=config.dw_lanes, in_lanes=config.lb_in_lanes, max_kernel=3,
             max_width=config.lb_max_width, max_channels=align,

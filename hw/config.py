@@ -145,6 +145,17 @@ class AccelConfig:
             raise ValueError(f"axi_addr_width must be in [16, 64], not {self.axi_addr_width!r}")
 
     @property
+    def channel_align(self) -> int:
+        """Channels every stored activation tensor is padded to (its ``c_stride`` step).
+
+        A multiple of ``lb_in_lanes`` (line-buffer input beats), ``pw_cols`` (output
+        chunks), ``pw_rows`` (a pixel starts on an activation-buffer word) and the AXI beat
+        (tile reads and write-backs start on a beat). All are powers of two, so the largest
+        is a multiple of the others.
+        """
+        return max(self.lb_in_lanes, self.pw_cols, self.pw_rows, self.axi_data_width // 8)
+
+    @property
     def pw_multipliers(self) -> int:
         """int8 multipliers in the pointwise systolic array."""
         return self.pw_rows * self.pw_cols

@@ -126,11 +126,12 @@ class Scheduler(wiring.Component):
     ----------
     config : AccelConfig
         The hardware configuration. Constraints of this implementation (checked):
-        ``pw_rows`` bytes = one AXI beat (``axi_data_width == 8·pw_rows``), the channel
-        alignment ``max(lb_in_lanes, pw_cols)`` a multiple of ``pw_rows`` (so that pixels
-        start on buffer words), ``axi_data_width <= 128`` (a parameter record spans whole
-        beats), the AXI beat a multiple of ``lb_in_lanes`` bytes and
-        ``rq_lanes <= pw_cols``.
+        ``pw_rows`` bytes = one AXI beat (``axi_data_width == 8·pw_rows``),
+        ``pw_cols <= pw_rows`` (a weight-tile row fits one beat), ``axi_data_width <= 128``
+        (a parameter record spans whole beats), the AXI beat a multiple of ``lb_in_lanes``
+        bytes and ``rq_lanes <= pw_cols``. Programs must pad channels to
+        ``config.channel_align`` (the compiler does), so that pixels start on buffer words
+        and tiles on beats.
 
     Members
     -------
@@ -178,13 +179,15 @@ class Scheduler(wiring.Component):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         cfg = config
         beat = cfg.axi_data_width // 8
-        align = max(cfg.lb_in_lanes, cfg.pw_cols)
         if beat != cfg.pw_rows:
             raise ValueError(f"the scheduler needs axi_data_width == 8·pw_rows, not "
                              f"{cfg.axi_data_width} with pw_rows={cfg.pw_rows}")
-        if align % cfg.pw_rows:
-            raise ValueError(f"the channel alignment {align} must be a multiple of "
-                             f"pw_rows={cfg.pw_rows}")
+        # The compiler pads channels to cfg.channel_align, a multiple of pw_rows and of the
+        # beat: every pixel starts on an activation-buffer word and every tile's read and
+        # write-back on a beat.
+        if cfg.pw_cols > cfg.pw_rows:
+            raise ValueError(f"pw_cols={cfg.pw_cols} must be <= pw_rows={cfg.pw_rows} (a "
+                             f"weight-tile row must fit one beat)")
         if beat > PARAM_BYTES:
             raise ValueError(f"axi_data_width must be <= 128 bits, not {cfg.axi_data_width}")
         if beat % cfg.lb_in_lanes:
@@ -228,7 +231,8 @@ class Scheduler(wiring.Component):
                                                           cfg.lb_max_channels))),
             "dw_p": Out(stream.Signature(dw_param_layout(cfg.dw_lanes, cfg.lb_max_channels))),
             "dw_o": In(stream.Signature(dw_output_layout(cfg.dw_lanes))),
-            "cv_cfg": Out(stream.Signature(layer_config_layout(cfg.lb_max_width, align))),
+            "cv_cfg": Out(stream.Signature(layer_config_layout(cfg.lb_max_width,
+                                                                  cfg.channel_align))),
             "cv_i": Out(stream.Signature(data.ArrayLayout(signed(8), cfg.lb_in_lanes))),
             "cv_o": In(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(8), CONV0_KERNEL**2 * CONV0_CHANNELS),

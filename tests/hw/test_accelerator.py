@@ -8,7 +8,9 @@ layer output kept in external memory compared bit-exactly with the golden model,
 hardware's per-layer cycle counters compared with the cycle model. ``tiny`` (1-lane
 depthwise and requantizer, 32-bit bus): the first layers of that network, a pointwise
 layer, a pool, and a program stopped by an opcode the scheduler does not execute, with the
-RAM stalling every AXI channel at random.
+RAM stalling every AXI channel at random. ``ecp5-85f`` (the default: 16-byte buffer words,
+channels padded to 16): a pointwise layer and a pool whose channels are not multiples of
+16, and MobileNetV1 α 0.25/32 end to end against the golden model and the cycle model.
 """
 
 import numpy as np
@@ -24,13 +26,20 @@ from mnaccel.hw.config import preset
 from mnaccel.hw.csr import register
 from mnaccel.hw.descriptor import DESCRIPTOR_BYTES, Descriptor, Opcode, to_bytes
 from mnaccel.hw.scheduler import ErrorCode, Scheduler
-from mnaccel.sim.system import RunResult, check_outputs, hardware_outputs, run_images
+from mnaccel.sim.system import (
+    RunResult,
+    check_outputs,
+    hardware_outputs,
+    run_images,
+    run_programs,
+)
 
 # One worker runs every test here, so that the module's simulations (fixtures) run once.
 pytestmark = pytest.mark.xdist_group("accelerator")
 
 CONFIG = preset("small")
 TINY = preset("tiny")
+ECP5 = preset("ecp5-85f")
 
 #: (h, w, c_in, c_out, fully connected, TFLite kernels)
 PW_SHAPES = [
@@ -143,6 +152,69 @@ def tiny_runs():
     return {key: (jobs[key], inputs[key], res) for key, res in zip(jobs, results, strict=True)}
 
 
+@pytest.fixture(scope="module")
+def ecp5_runs():
+    """The default preset's programs in one simulation: {key: (program, x, RunResult)}."""
+    programs = {
+        # 24 input channels padded to 32 (K = 2), 12 output channels to 16 (J = 2).
+        "pw": compile_model(_pw_graph(5, 7, 24, 12, False, 1), ECP5, kernels="optimized"),
+        # 40 channels padded to 48: chunks j = 1 and 3 start half-way into a buffer word.
+        "pool": compile_model(_pool_graph(3, 4, 40, 2), ECP5),
+        "mobilenet": compile_model(load_model("mobilenet_v1", alpha=0.25, resolution=32),
+                                   ECP5, kernels="reference"),
+    }
+    jobs = [(p, np.random.default_rng(seed).integers(-128, 128, p.plan.graph.input_tensor.shape,
+                                                     dtype=np.int8))
+            for seed, p in enumerate(programs.values())]
+    results = run_programs(jobs, max_cycles=400_000)
+    return {key: (p, x, res) for key, (p, x), res in zip(programs, jobs, results, strict=True)}
+
+
+def test_ecp5_channels_are_padded_to_buffer_words(ecp5_runs):
+    plan = ecp5_runs["mobilenet"][0].plan
+    assert ECP5.channel_align == ECP5.pw_rows == 16
+    assert plan.storage(plan.graph.input).c_stride == 16          # RGB
+    assert plan.storage(plan.steps[0].output).c_stride == 16      # conv1: 8 channels
+    assert ecp5_runs["pool"][0].plan.storage("x").c_stride == 48
+
+
+@pytest.mark.parametrize("key, opcode", [("pw", Opcode.PW), ("pool", Opcode.POOL)])
+def test_ecp5_single_layer_is_bit_exact(ecp5_runs, key, opcode):
+    program, x, res = ecp5_runs[key]
+    assert [s.opcode for s in program.plan.steps] == [opcode]
+    check_outputs(program, x, res)
+    assert res.layer_count == 1
+
+
+def test_ecp5_mobilenet_v1_end_to_end_is_bit_exact(ecp5_runs):
+    program, x, res = ecp5_runs["mobilenet"]
+    steps = program.plan.steps
+    assert {Opcode.CONV0, Opcode.DW_PW, Opcode.POOL, Opcode.FC} == {s.opcode for s in steps}
+    check_outputs(program, x, res)
+    assert len(res.outputs) == len(steps) + 1   # + the RESHAPE that aliases the pool
+
+
+@pytest.mark.parametrize("preset_runs", ["runs", "ecp5_runs"])
+def test_cycle_counters_against_the_cycle_model(request, preset_runs):
+    program, _, res = request.getfixturevalue(preset_runs)["mobilenet"]
+    steps = program.plan.steps
+    assert res.layer_count == len(steps)
+    assert all(c is not None for c in res.layer_cycles), res.layer_cycles
+    assert sum(res.layer_cycles) <= res.cycles
+    # AxiRam answers in a cycle or two, not the model's default DRAM latency.
+    predicted = model(program.plan, dram_latency=2)
+    lines = [f"{'step':28s} {'op':6s} {'measured':>9s} {'model':>9s} {'ratio':>6s}"]
+    for step, got, want in zip(steps, res.layer_cycles, predicted, strict=True):
+        lines.append(f"{step.name:28s} {step.opcode.name:6s} {got:9d} {want.cycles:9d} "
+                     f"{got / want.cycles:6.2f}")
+    total = sum(p.cycles for p in predicted)
+    lines.append(f"{'total':35s} {res.cycles:9d} {total:9d} {res.cycles / total:6.2f}")
+    print("\n".join(lines))
+    for step, got, want in zip(steps, res.layer_cycles, predicted, strict=True):
+        assert 0.5 * want.cycles <= got <= 2.0 * want.cycles, (
+            f"{step.name}: {got} cycles measured, {want.cycles} modelled")
+
+
 @pytest.mark.parametrize("key", ["head", "pw", "pool"])
 def test_tiny_preset_is_bit_exact(tiny_runs, key):
     program, x, res = tiny_runs[key]
@@ -217,32 +289,16 @@ def test_mobilenet_v1_end_to_end_is_bit_exact(runs):
     assert len(res.outputs) == len(steps) + 1   # + the RESHAPE that aliases the pool
 
 
-def test_cycle_counters_against_the_cycle_model(runs):
-    program, _, res = runs["mobilenet"]
-    steps = program.plan.steps
-    assert res.layer_count == len(steps)
-    assert all(c is not None for c in res.layer_cycles), res.layer_cycles
-    assert sum(res.layer_cycles) <= res.cycles
-    # AxiRam answers in a cycle or two, not the model's default DRAM latency.
-    predicted = model(program.plan, dram_latency=2)
-    lines = [f"{'step':28s} {'op':6s} {'measured':>9s} {'model':>9s} {'ratio':>6s}"]
-    for step, got, want in zip(steps, res.layer_cycles, predicted, strict=True):
-        lines.append(f"{step.name:28s} {step.opcode.name:6s} {got:9d} {want.cycles:9d} "
-                     f"{got / want.cycles:6.2f}")
-    total = sum(p.cycles for p in predicted)
-    lines.append(f"{'total':35s} {res.cycles:9d} {total:9d} {res.cycles / total:6.2f}")
-    print("\n".join(lines))
-    for step, got, want in zip(steps, res.layer_cycles, predicted, strict=True):
-        assert 0.5 * want.cycles <= got <= 2.0 * want.cycles, (
-            f"{step.name}: {got} cycles measured, {want.cycles} modelled")
-
-
 def test_scheduler_rejects_configurations_it_cannot_run():
-    # ecp5-85f: 8-channel alignment but 16-byte buffer words.
-    with pytest.raises(ValueError, match="alignment 8 must be a multiple of pw_rows=16"):
-        Scheduler(preset("ecp5-85f"))
+    # large: a 256-bit beat holds two parameter records.
+    with pytest.raises(ValueError, match="axi_data_width must be <= 128 bits, not 256"):
+        Scheduler(preset("large"))
     with pytest.raises(ValueError, match="axi_data_width == 8·pw_rows"):
         Scheduler(CONFIG.replace(axi_data_width=128))
+    with pytest.raises(ValueError, match="pw_cols=16 must be <= pw_rows=8"):
+        Scheduler(CONFIG.replace(pw_cols=16))
+    # The default preset is accepted: the compiler pads its channels to 16-byte words.
+    assert Scheduler(preset("ecp5-85f")).act_words == preset("ecp5-85f").act_buf_bytes // 16
 
 
 def test_documented_members_match_the_signature():
