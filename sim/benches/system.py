@@ -52,6 +52,12 @@ def _cycle() -> int:
     return int(get_sim_time("ns")) // PERIOD_NS
 
 
+def _high(signal) -> bool:
+    """A 1-bit signal is high; an undriven (X/Z) one, as Icarus shows before reset, is not."""
+    value = signal.value
+    return value.is_resolvable and bool(int(value))
+
+
 def _bit(reg: str, field: str) -> int:
     return 1 << register(reg).field(field).lsb
 
@@ -94,12 +100,12 @@ async def _run(dut, host: Host, ram: AxiRam, run: dict, index: int, cycle) -> di
     layer_cycles: dict[int, int] = {}
     irqs = 0
     while True:
-        if not int(dut.irq.value):
+        if not _high(dut.irq):
             left = deadline - cycle()
             if left <= 0:
                 break
             await First(RisingEdge(dut.irq), ClockCycles(dut.clk, left))
-            if not int(dut.irq.value):
+            if not _high(dut.irq):
                 break
         irqs += 1
         pending = await host.rd("IRQ_STATUS")

@@ -28,7 +28,15 @@ import numpy as np
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Graph
 
-__all__ = ["layer_file_name", "read_input", "register", "run"]
+__all__ = [
+    "Progress",
+    "check_dump_dir",
+    "layer_file_name",
+    "read_input",
+    "register",
+    "run",
+    "write_dump",
+]
 
 
 def register(subparsers, add_model_args) -> None:
@@ -82,7 +90,8 @@ def read_input(path: str | Path, graph: Graph) -> np.ndarray:
     return x
 
 
-def _check_dump_dir(dump: Path) -> None:
+def check_dump_dir(dump: Path) -> None:
+    """UserError unless ``dump`` is absent, empty, or an earlier dump that may be replaced."""
     if dump.exists() and not dump.is_dir():
         raise UserError(f"--dump {str(dump)!r} exists and is not a directory")
     if dump.is_dir() and any(dump.iterdir()) and not (dump / "manifest.json").is_file():
@@ -91,7 +100,7 @@ def _check_dump_dir(dump: Path) -> None:
         )
 
 
-class _Progress:
+class Progress:
     """Status on one rewritten stderr line, shown only on a terminal (logs stay clean)."""
 
     def __init__(self):
@@ -114,24 +123,12 @@ class _Progress:
             self.width = 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from mnaccel.golden import interpreter
-    from mnaccel.golden.zoo import random_input
-    from mnaccel.sim.cli import load_model
+def write_dump(dump: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` (file name → array) and ``manifest.json`` into ``dump`` atomically.
 
-    dump = Path(args.dump)
-    _check_dump_dir(dump)
-    progress = _Progress()
-    progress.show(f"loading {args.model} ...")
-    try:
-        graph = load_model(args)
-    finally:
-        progress.done()
-    if args.input is not None:
-        x = read_input(args.input, graph)
-    else:
-        x = random_input(graph, args.seed)
-
+    The files go to a temporary directory beside ``dump`` that replaces it at the end, so an
+    error or an interruption leaves ``dump`` as it was.
+    """
     try:
         dump.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".tmp", dir=dump.parent))
@@ -139,24 +136,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot write to {str(dump)!r}: {exc.strerror}") from None
     old = None
     try:
-        try:
-            outputs = interpreter.run(graph, x, kernel=args.kernels, progress=progress.layer)
-        finally:
-            progress.done()
-        entries = []
-        for i, layer in enumerate(graph.layers):
-            file = layer_file_name(i, layer.name)
-            np.save(tmp / file, outputs[layer.output])
-            entries.append(
-                {
-                    "index": i,
-                    "name": layer.name,
-                    "op": layer.op.value,
-                    "file": file,
-                    "tensor": graph.tensors[layer.output].index,
-                }
-            )
-        manifest = {"model": graph.name, "kernels": args.kernels, "layers": entries}
+        for file, x in arrays.items():
+            np.save(tmp / file, x)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         if dump.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".old", dir=dump.parent))
@@ -169,5 +150,44 @@ def run(args: argparse.Namespace) -> int:
             if not dump.exists():  # interrupted between the two renames: put it back
                 (old / "dump").rename(dump)
             shutil.rmtree(old)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mnaccel.golden import interpreter
+    from mnaccel.golden.zoo import random_input
+    from mnaccel.sim.cli import load_model
+
+    dump = Path(args.dump)
+    check_dump_dir(dump)
+    progress = Progress()
+    progress.show(f"loading {args.model} ...")
+    try:
+        graph = load_model(args)
+    finally:
+        progress.done()
+    if args.input is not None:
+        x = read_input(args.input, graph)
+    else:
+        x = random_input(graph, args.seed)
+
+    try:
+        outputs = interpreter.run(graph, x, kernel=args.kernels, progress=progress.layer)
+    finally:
+        progress.done()
+    entries, arrays = [], {}
+    for i, layer in enumerate(graph.layers):
+        file = layer_file_name(i, layer.name)
+        arrays[file] = outputs[layer.output]
+        entries.append(
+            {
+                "index": i,
+                "name": layer.name,
+                "op": layer.op.value,
+                "file": file,
+                "tensor": graph.tensors[layer.output].index,
+            }
+        )
+    manifest = {"model": graph.name, "kernels": args.kernels, "layers": entries}
+    write_dump(dump, manifest, arrays)
     print(f"{graph.name}: {len(entries)} layer outputs written to {dump}")
     return 0

@@ -21,7 +21,8 @@ from mnaccel.sim.cli import main
 
 pytestmark = pytest.mark.xdist_group("accelerator")
 
-NET = ["mobilenet_v1", "--alpha", "0.25", "--resolution", "32"]
+# --config small everywhere: the build tests/hw/test_accelerator.py makes.
+NET = ["mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--config", "small"]
 SMALL = hw_config.preset("small")
 
 
@@ -45,7 +46,7 @@ def simulated(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(system, "run_program", spy)
-        code, out, err = _main("simulate", *NET, "--config", "small", "--dump", dump)
+        code, out, err = _main("simulate", *NET, "--dump", dump)
     (program, x, result), = seen
     return {"code": code, "out": out, "err": err, "dump": dump, "program": program, "x": x,
             "result": result}
@@ -185,3 +186,15 @@ def test_a_non_empty_directory_is_not_replaced(tmp_path):
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and "is not empty and holds no earlier dump" in err
     assert [p.name for p in dump.iterdir()] == ["keep.txt"]
+
+
+def test_a_failing_bench_exits_1_and_writes_nothing(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("bench mnaccel.sim.benches.system: 1 of 1 tests failed")
+
+    monkeypatch.setattr(system, "run_program", fail)
+    code, out, err = _main("simulate", *NET, "--dump", tmp_path / "d")
+    assert (code, out) == (1, "")
+    assert err == "mnaccel: simulation failed: bench mnaccel.sim.benches.system: 1 of 1 " \
+                  "tests failed\n"
+    assert not (tmp_path / "d").exists()
