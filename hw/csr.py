@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -251,8 +251,10 @@ class ControlRegisters(wiring.Component):
     """AXI4-Lite register file of the accelerator: control, status, counters, interrupt.
 
     One access at a time per direction: a write is taken when ``awvalid`` and ``wvalid``
-    are both high (AXI allows a subordinate to wait for both) and answered on B the next
-    cycle; a read is answered on R the cycle after its AR handshake.
+    are both high (AXI allows a subordinate to wait for both), takes effect the next cycle
+    and is answered on B the cycle after; a read is answered on R two cycles after its AR
+    handshake (the decoded address is registered, then the selected value). The next
+    address is taken once the response has been accepted.
 
     Parameters
     ----------
@@ -289,14 +291,14 @@ class ControlRegisters(wiring.Component):
     irq : Out(1)
         Level interrupt, ``CTRL.IRQ_EN & |(IRQ_STATUS & IRQ_ENABLE)`` as those registers
         stood one cycle before (a flip-flop output): it rises two cycles after the event's
-        pulse and falls two cycles after the clearing write's handshake.
+        pulse and falls three cycles after the clearing write's handshake.
 
     Attributes
     ----------
     read_latency : int
-        Cycles from an AR handshake to ``rvalid``: 1.
+        Cycles from an AR handshake to ``rvalid``: 2.
     write_latency : int
-        Cycles from the AW/W handshake to ``bvalid``: 1.
+        Cycles from the AW/W handshake to ``bvalid``: 2.
     """
 
     def __init__(self, *, addr_width: int = 12, program_addr_width: int = 32,
@@ -346,52 +348,72 @@ class ControlRegisters(wiring.Component):
 
     @property
     def read_latency(self) -> int:
-        return 1
+        return 2
 
     @property
     def write_latency(self) -> int:
-        return 1
+        return 2
 
     def elaborate(self, platform):
         m = Module()
         bus = self.s_axil
 
         # -- The bus side: one write (AW and W together) and one read at a time.
-        wr = Signal()  # this cycle performs a write
+        # Both take two cycles: the handshake registers the decoded address (one flag per
+        # register) and, for writes, the data and strobes; the next cycle performs the
+        # access. Decoding in the same cycle as the read mux or the writes' effects (the
+        # counters' clear on a start fans out to 300 flip-flops) limited the clock.
+        wr = Signal()  # this cycle takes a write
+        wpending = Signal()  # the write is decoded, it takes effect this cycle
         m.d.comb += [
-            wr.eq(bus.awvalid & bus.wvalid & ~bus.bvalid),
+            wr.eq(bus.awvalid & bus.wvalid & ~bus.bvalid & ~wpending),
             bus.awready.eq(wr),
             bus.wready.eq(wr),
         ]
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
-        rd = Signal()
-        m.d.comb += [rd.eq(bus.arvalid & ~bus.rvalid), bus.arready.eq(~bus.rvalid)]
+        m.d.sync += wpending.eq(wr)
+        rd = Signal()  # this cycle takes a read address
+        pending = Signal()  # the address is decoded, the data is muxed this cycle
+        m.d.comb += [rd.eq(bus.arvalid & bus.arready),
+                     bus.arready.eq(~bus.rvalid & ~pending)]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
+        m.d.sync += pending.eq(rd)
+        wdec = {r.name: Signal(name=f"wdec_{r.name}") for r in REGISTERS}
         wsel = {r.name: Signal(name=f"wsel_{r.name}") for r in REGISTERS}
         rsel = {r.name: Signal(name=f"rsel_{r.name}") for r in REGISTERS}
-        for r in REGISTERS:
-            m.d.comb += [
-                wsel[r.name].eq(wr & (bus.awaddr[2:] == r.offset >> 2)),
-                rsel[r.name].eq(rd & (bus.araddr[2:] == r.offset >> 2)),
-            ]
+        wdata = Signal(32)
+        wstrb = Signal(4)
         with m.If(wr):
-            hit = Cat(wsel.values()).any()
-            m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(Resp.OKAY)]
-            with m.If(~hit):
-                m.d.sync += bus.bresp.eq(Resp.SLVERR)
+            m.d.sync += [wdata.eq(bus.wdata), wstrb.eq(bus.wstrb)]
+        for r in REGISTERS:
+            # Cleared by every address taken, so at most one flag is set per access.
+            with m.If(wr):
+                m.d.sync += wdec[r.name].eq(bus.awaddr[2:] == r.offset >> 2)
+            m.d.comb += wsel[r.name].eq(wpending & wdec[r.name])
+            with m.If(rd):
+                m.d.sync += rsel[r.name].eq(bus.araddr[2:] == r.offset >> 2)
+        with m.If(wpending):
+            hit = Cat(wdec.values()).any()
+            m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(Mux(hit, Resp.OKAY, Resp.SLVERR))]
         # Bits of the write data that are written: the byte strobes, expanded.
-        wmask = Cat(*(b.replicate(8) for b in bus.wstrb))
+        wmask = Cat(*(b.replicate(8) for b in wstrb))
         wbits = Signal(32)
-        m.d.comb += wbits.eq(bus.wdata & wmask)
+        m.d.comb += wbits.eq(wdata & wmask)
 
         def written(reg: str, fld: str) -> Signal:
             """This cycle writes 1s to the field: the written bits, else 0."""
             f = register(reg).field(fld)
+            # Decoded at the handshake, so a pulse (a start clears 300 counter bits) is
+            # one gate from a flip-flop.
+            bits = Signal(f.width, name=f"wq_{reg}_{fld}")
+            port_mask = Cat(*(b.replicate(8) for b in bus.wstrb))
+            with m.If(wr):
+                m.d.sync += bits.eq(Mux(bus.awaddr[2:] == register(reg).offset >> 2,
+                                        (bus.wdata & port_mask)[f.lsb:f.lsb + f.width], 0))
             s = Signal(f.width, name=f"w_{reg}_{fld}")
-            with m.If(wsel[reg]):
-                m.d.comb += s.eq(wbits[f.lsb:f.lsb + f.width])
+            m.d.comb += s.eq(Mux(wpending, bits, 0))
             return s
 
         def storage(reg: str, fld: str) -> Signal:
@@ -501,14 +523,18 @@ class ControlRegisters(wiring.Component):
         for name, counter in counters.items():
             values[f"{name}_LO"] = counter[:32]
             values[f"{name}_HI"] = shadow
-            with m.If(rsel[f"{name}_LO"]):
+            # In the cycle that returns the low half, so both halves are one snapshot.
+            with m.If(pending & rsel[f"{name}_LO"]):
                 m.d.sync += shadow.eq(counter[32:])
         assert set(values) == {r.name for r in REGISTERS}, "a register without a read value"
-        with m.If(rd):
-            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(0), bus.rresp.eq(Resp.SLVERR)]
-            for name, value in values.items():
-                with m.If(rsel[name]):
-                    m.d.sync += [bus.rdata.eq(value), bus.rresp.eq(Resp.OKAY)]
+        # One-hot select: an AND-OR tree, no priority chain.
+        rvalue = 0
+        for name, value in values.items():
+            rvalue = rvalue | (rsel[name].replicate(32) & value)
+        with m.If(pending):
+            hit = Cat(rsel.values()).any()
+            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(rvalue),
+                         bus.rresp.eq(Mux(hit, Resp.OKAY, Resp.SLVERR))]
         return m
 
 

@@ -9,8 +9,10 @@ last beat are whatever memory holds there), writes mask them with ``wstrb``. A c
 breaks either rule is dropped and reported on ``status`` (no data, no ``done``).
 
 Each command is cut into INCR bursts of at most ``max_burst`` beats that never cross a
-4 KB boundary (AXI4 forbids it), issued back to back with up to ``max_outstanding`` bursts
-in flight, so the memory sees a new request while it still serves the previous ones.
+4 KB boundary (AXI4 forbids it): bursts end at multiples of ``max_burst_beats`` beats
+(which divides the page), so only a command's first and last bursts can be shorter. They
+are issued back to back with up to ``max_outstanding`` bursts in flight, so the memory
+sees a new request while it still serves the previous ones.
 See ``docs/hw/dma.md`` for the diagram and the measured throughput.
 """
 
@@ -141,8 +143,9 @@ class _Params:
 
     @property
     def command_latency(self) -> int:
-        """Cycles from a command's handshake to its first address-channel ``valid``: 2."""
-        return 2
+        """Cycles from a command's handshake to its first address-channel ``valid``: 3
+        (a command register, the splitter's next-burst registers, the burst register)."""
+        return 3
 
     @property
     def max_burst_beats(self) -> int:
@@ -162,6 +165,18 @@ class _BurstSplitter(Elaboratable):
     drive ``AxVALID`` directly: once raised it stays up until the handshake). A new burst
     is loaded only while ``issue_en``. A command may be taken in the cycle that issues the
     previous command's last burst, so single-burst commands issue one per cycle.
+
+    Bursts end at multiples of ``max_burst`` beats (``max_burst`` is a power of two that
+    divides the 4 KB page, so no burst crosses a page): the first burst of a command runs
+    to the next such boundary, the following ones are ``max_burst`` beats long, the last
+    one takes the rest. Because every burst after the first starts on a boundary, the
+    address after it is an increment of the address bits above the boundary and its length
+    bound is the constant ``max_burst``, so the next burst's length and ``last`` flag are
+    computed a cycle ahead, from registers, beside the address increment (one carry chain
+    each, in parallel) instead of a compare, a mux and a 32-bit add in series. Commands
+    pass through a one-entry command register first (beats and first-burst room computed
+    from the port), which the splitter empties in the cycle it issues the previous
+    command's last burst.
     """
 
     def __init__(self, *, addr_width, len_width, bytes_per_beat, max_burst):
@@ -172,7 +187,7 @@ class _BurstSplitter(Elaboratable):
         beats_width = max(len_width - self.shift, 0) + 1
         self.cmd = stream.Signature(command_layout(addr_width, len_width)).flip().create()
         self.abort = Signal()
-        self.issue_en = Signal()
+        self.issue_en = Signal(init=1)  # registered by the engine
         self.out_valid = Signal()
         self.out_ready = Signal()
         self.out_addr = Signal(addr_width)
@@ -188,55 +203,105 @@ class _BurstSplitter(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         s = self.shift
-        addr = Signal(self.addr_width)
-        beats = Signal(self._beats_width)  # beats of the command not yet issued
-        tail = Signal.like(self.out_tail)
+        k = (self.max_burst - 1).bit_length()  # log2(max_burst)
+        top = s + k  # address bits above the burst boundary
+        M = self.max_burst
 
-        # Beats this burst may take: the rest of the command, the burst limit, the page.
-        page_beats = PAGE_BYTES >> s
-        to_page = Signal(range(page_beats + 1))
-        m.d.comb += to_page.eq(page_beats - addr[s:12])
-        n = Signal(range(MAX_BURST + 1))
-        limit = Mux(to_page < self.max_burst, to_page, self.max_burst)
-        m.d.comb += n.eq(Mux(beats < limit, beats, limit))
-        last = Signal()
-        m.d.comb += last.eq(beats == n)
+        # Stage 1, a command register: the command's beats and the beats to its first
+        # boundary, computed from the port so the splitter starts from registers only.
+        p_valid = Signal()
+        p_addr = Signal(self.addr_width)
+        p_beats = Signal(self._beats_width)
+        p_room = Signal(range(M + 1))
+        p_tail = Signal.like(self.out_tail)
+        p_single = Signal()  # the command is one burst
+        p_len_m1 = Signal(8)  # its first burst's AxLEN
+
+        # Stage 2, the splitter: the burst it will issue next, with its length and whether
+        # it is its command's last computed a cycle ahead (the compare that decides `last`
+        # feeds the handshake logic and every state register's enable).
+        active = Signal()
+        addr = Signal(self.addr_width)
+        # Beats left after the next burst; only meaningful while that burst is not the
+        # last (then it is positive), so it wraps harmlessly after the last.
+        rest = Signal(self._beats_width)
+        last = Signal()  # the next burst is the command's last
+        len_m1 = Signal(8)  # its AxLEN
+        tail = Signal.like(self.out_tail)
+        m.d.comb += self.active.eq(active | p_valid)
+
+        # `rest <= M` without a carry chain: M is a power of two.
+        rest_le_M = Signal()
+        m.d.comb += rest_le_M.eq(~rest[k + 1:].any() & (~rest[k] | ~rest[:k].any()))
 
         free = ~self.out_valid | self.out_ready
-        m.d.comb += self.load.eq(self.active & ~self.abort & self.issue_en & free)
+        m.d.comb += self.load.eq(active & ~self.abort & self.issue_en & free)
         with m.If(self.out_valid & self.out_ready):
             m.d.sync += self.out_valid.eq(0)
         with m.If(self.load):
             m.d.sync += [
                 self.out_valid.eq(1),
                 self.out_addr.eq(addr),
-                self.out_len.eq(n - 1),
+                self.out_len.eq(len_m1),
                 self.out_last.eq(last),
                 self.out_tail.eq(tail),
-                addr.eq(addr + (n << s)),
-                beats.eq(beats - n),
+                # The following burst starts on a boundary and is at most M beats.
+                addr.eq(Cat(Const(0, top), addr[top:] + 1)),
+                rest.eq(rest - M),
+                last.eq(rest_le_M),
+                len_m1.eq(Mux(rest_le_M, rest[:8] - 1, M - 1)),
             ]
             with m.If(last):
-                m.d.sync += self.active.eq(0)
-        with m.If(self.abort):
-            m.d.sync += self.active.eq(0)
+                m.d.sync += active.eq(0)
 
-        # Take a command when idle, when this cycle issues the last burst, or to drop it.
-        m.d.comb += self.cmd.ready.eq(~self.active | (self.load & last) | self.abort)
+        # The splitter takes the next command when idle or as it issues the last burst.
+        take = Signal()
+        m.d.comb += take.eq(p_valid & ~self.abort & (~active | (self.load & last)))
+        with m.If(take):
+            m.d.sync += [
+                active.eq(1),
+                addr.eq(p_addr),
+                rest.eq(p_beats - p_room),
+                last.eq(p_single),
+                len_m1.eq(p_len_m1),
+                tail.eq(p_tail),
+            ]
+        with m.If(self.abort):
+            m.d.sync += active.eq(0)
+
+        # Take a command into stage 1 when it is empty or being emptied, or to drop it.
+        m.d.comb += self.cmd.ready.eq(~p_valid | take | self.abort)
+        with m.If(take | self.abort):
+            m.d.sync += p_valid.eq(0)
         length = self.cmd.payload.length
-        misaligned = self.cmd.payload.addr[:s].any() if s else Const(0)
+        cmd_addr = self.cmd.payload.addr
+        misaligned = cmd_addr[:s].any() if s else Const(0)
+        end = Signal(max(len(length), top) + 1)  # bytes from the boundary below addr
+        m.d.comb += end.eq(cmd_addr[:top] + length)  # to the command's end
+        # One burst if the bytes fit before the boundary, end <= 2**top, tested on the
+        # bits (2**top is a power of two).
+        fits = Signal()
+        m.d.comb += fits.eq(~end[top + 1:].any() & (~end[top] | ~end[:top].any()))
         with m.If(self.cmd.valid & self.cmd.ready & ~self.abort):
             with m.If(misaligned):
                 m.d.comb += [self.reject.eq(1), self.reject_code.eq(ErrorCode.UNALIGNED)]
             with m.Elif(length == 0):
                 m.d.comb += [self.reject.eq(1), self.reject_code.eq(ErrorCode.ZERO_LENGTH)]
             with m.Else():
-                m.d.sync += [
-                    self.active.eq(1),
-                    addr.eq(self.cmd.payload.addr),
-                    beats.eq((length + (self.bytes_per_beat - 1)) >> s),
-                    tail.eq(length[:s] if s else 0),
-                ]
+                m.d.sync += p_valid.eq(1)
+        # The command's fields load whenever stage 1 can take one (they matter only with
+        # `p_valid`), which keeps the checks and `valid` off their enables.
+        with m.If(self.cmd.ready):
+            m.d.sync += [
+                p_addr.eq(cmd_addr),
+                p_beats.eq((length + (self.bytes_per_beat - 1)) >> s),
+                p_tail.eq(length[:s] if s else 0),
+                p_room.eq(M - cmd_addr[s:top] if k else 1),
+                p_single.eq(fits),
+                # beats - 1 = (length - 1) >> s if so, else room - 1 = ~addr[s:top].
+                p_len_m1.eq(Mux(fits, (length[:8 + s] - 1) >> s,
+                                ~cmd_addr[s:top] if k else 0)),
+            ]
         return m
 
 
@@ -308,7 +373,7 @@ class ReadDMA(wiring.Component, _Params):
         Sustained ``o`` beats per cycle from a zero-wait memory without backpressure: 1,
         also across commands and bursts (measured: ``tests/hw/test_dma.py``).
     command_latency : int
-        Cycles from a command's handshake to its ``arvalid``: 2.
+        Cycles from a command's handshake to its ``arvalid``: 3.
     max_burst_beats : int
         Longest burst actually issued (``max_burst`` capped at one 4 KB page).
     """
@@ -351,8 +416,10 @@ class ReadDMA(wiring.Component, _Params):
         # into the AR register keeps the burst FIFO from ever filling.
         outstanding = Signal(range(self.max_outstanding + 1))
         r_done = Signal()
-        m.d.comb += split.issue_en.eq(outstanding < self.max_outstanding)
-        m.d.sync += outstanding.eq(outstanding + split.load - r_done)
+        # `issue_en` is registered: `outstanding < max_outstanding` of the next cycle.
+        next_outstanding = outstanding + split.load - r_done
+        m.d.sync += [outstanding.eq(next_outstanding),
+                     split.issue_en.eq(next_outstanding < self.max_outstanding)]
 
         m.d.comb += [
             axi.arid.eq(0),
@@ -435,7 +502,7 @@ class WriteDMA(wiring.Component, _Params):
     beats_per_cycle : int
         Sustained W beats per cycle to a zero-wait memory with ``i`` always valid: 1.
     command_latency : int
-        Cycles from a command's handshake to its ``awvalid``: 2.
+        Cycles from a command's handshake to its ``awvalid``: 3.
     max_burst_beats : int
         Longest burst actually issued.
     """
@@ -468,10 +535,16 @@ class WriteDMA(wiring.Component, _Params):
         split = _BurstSplitter(addr_width=self.addr_width, len_width=self.len_width,
                                bytes_per_beat=nbytes, max_burst=self.max_burst)
         m.submodules.split = split
-        tail_w = len(split.out_tail)
-        # Per burst on AW: its beats, whether it ends its command, the bytes of the
-        # command's last beat. W and B each keep their own copy.
-        m.submodules.w_bursts = w_bursts = SyncFIFO(width=8 + 1 + tail_w,
+        # Per burst on AW, for W: its AxLEN, whether it has one or two beats, and the
+        # strobe of its last beat (the command's tail bytes if it is the command's last
+        # burst). Precomputed here so that after the LUT-RAM read only a mux remains.
+        full_strb = (1 << nbytes) - 1
+        # Bytes [0, tail) of a command's last beat, all of them when tail is 0.
+        tail_strb = Signal(nbytes)
+        m.d.comb += tail_strb.eq(Mux(split.out_tail == 0, full_strb,
+                                     ~(Const(full_strb, nbytes) << split.out_tail)[:nbytes]))
+        end_strb = Mux(split.out_last, tail_strb, full_strb)
+        m.submodules.w_bursts = w_bursts = SyncFIFO(width=8 + 2 + nbytes,
                                                     depth=self.max_outstanding)
         m.submodules.b_bursts = b_bursts = SyncFIFO(width=1, depth=self.max_outstanding)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.data_width,
@@ -483,8 +556,10 @@ class WriteDMA(wiring.Component, _Params):
 
         outstanding = Signal(range(self.max_outstanding + 1))
         b_fire = Signal()
-        m.d.comb += split.issue_en.eq(outstanding < self.max_outstanding)
-        m.d.sync += outstanding.eq(outstanding + split.load - b_fire)
+        # `issue_en` is registered: `outstanding < max_outstanding` of the next cycle.
+        next_outstanding = outstanding + split.load - b_fire
+        m.d.sync += [outstanding.eq(next_outstanding),
+                     split.issue_en.eq(next_outstanding < self.max_outstanding)]
 
         aw_fire = Signal()
         m.d.comb += [
@@ -498,7 +573,8 @@ class WriteDMA(wiring.Component, _Params):
             split.out_ready.eq(axi.awready),
             aw_fire.eq(axi.awvalid & axi.awready),
             w_bursts.w_en.eq(aw_fire),
-            w_bursts.w_data.eq(Cat(split.out_len, split.out_last, split.out_tail)),
+            w_bursts.w_data.eq(Cat(split.out_len, split.out_len == 0, split.out_len == 1,
+                                   end_strb)),
             b_bursts.w_en.eq(aw_fire),
             b_bursts.w_data.eq(split.out_last),
         ]
@@ -513,17 +589,18 @@ class WriteDMA(wiring.Component, _Params):
         # W: an output register, loaded when empty or being taken, so that abort can
         # never change a beat that is already on the bus.
         w_len = w_bursts.r_data[:8]
-        w_last_burst = w_bursts.r_data[8]
-        w_tail = w_bursts.r_data[9:9 + tail_w]
-        beat = Signal(8)
+        w_one = w_bursts.r_data[8]
+        w_two = w_bursts.r_data[9]
+        w_end_strb = w_bursts.r_data[10:10 + nbytes]
+        # Within a burst (`mid`), `left` beats are still to load and `left_one` is
+        # `left == 1`, both registered, so the end of a burst is known without comparing
+        # a counter with the LUT-RAM's output.
+        mid = Signal()
+        left = Signal(8)
+        left_one = Signal()
         end_of_burst = Signal()
-        m.d.comb += end_of_burst.eq(beat == w_len)
-        full_strb = (1 << nbytes) - 1
-        # Bytes [0, tail) of a command's last beat, all of them when tail is 0.
-        tail_strb = Signal(nbytes)
-        m.d.comb += tail_strb.eq(Mux(w_tail == 0, full_strb,
-                                     ~(Const(full_strb, nbytes) << w_tail)[:nbytes]))
-        strb = Mux(end_of_burst & w_last_burst, tail_strb, full_strb)
+        m.d.comb += end_of_burst.eq(Mux(mid, left_one, w_one))
+        strb = Mux(end_of_burst, w_end_strb, full_strb)
         w_free = ~axi.wvalid | axi.wready
         have_beat = Mux(self.abort, 1, fifo.r_rdy)
         w_load = Signal()
@@ -534,14 +611,23 @@ class WriteDMA(wiring.Component, _Params):
         ]
         with m.If(axi.wvalid & axi.wready):
             m.d.sync += axi.wvalid.eq(0)
-        with m.If(w_load):
+        # The beat's bits are loaded whenever the register is free (they matter only
+        # with `wvalid`), which keeps the wide data enable off the handshake logic.
+        with m.If(w_free):
             m.d.sync += [
-                axi.wvalid.eq(1),
                 axi.wdata.eq(Mux(self.abort, 0, fifo.r_data)),
                 axi.wstrb.eq(Mux(self.abort, 0, strb)),
                 axi.wlast.eq(end_of_burst),
-                beat.eq(Mux(end_of_burst, 0, beat + 1)),
             ]
+        with m.If(w_load):
+            m.d.sync += [
+                axi.wvalid.eq(1),
+                mid.eq(~end_of_burst),
+            ]
+            with m.If(mid):
+                m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
+            with m.Else():
+                m.d.sync += [left.eq(w_len), left_one.eq(w_two)]
 
         # B: collect the worst response per command; a completion per command's last burst.
         worst = Signal(Resp)
@@ -610,7 +696,7 @@ class DMA(wiring.Component, _Params):
     beats_per_cycle : int
         Sustained beats per cycle in each direction: 1 (read and write may run at once).
     command_latency : int
-        Cycles from a command's handshake to its address-channel ``valid``: 2.
+        Cycles from a command's handshake to its address-channel ``valid``: 3.
     max_burst_beats : int
         Longest burst actually issued.
     """

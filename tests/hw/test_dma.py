@@ -1,11 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """AXI4 DMA: cocotb bench on Verilator against cocotbext-axi's AxiRam (data, bursts,
-stalls, errors, abort, throughput), parameter checks, the docstrings' members."""
+stalls, errors, abort, throughput), the burst split in simulation, parameter checks, the
+docstrings' members."""
 
 import re
 
 import pytest
 from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
 
 from mnaccel.hw.axi import AXI4LiteSignature, AXI4Signature
 from mnaccel.hw.config import preset
@@ -135,3 +137,44 @@ def test_ecp5_resources():
     assert 0 < stats["TRELLIS_DPR16X4"] < 64
     assert 200 < stats["TRELLIS_FF"] < 1000
     assert stats["LUT4"] < 1200
+
+
+@pytest.mark.parametrize(("addr", "length", "max_burst"), [
+    (0x0FF0, 40, 4),  # first burst to the next 4-beat boundary, crosses the page there
+    (0x1004, 100, 8),
+    (0x0000, 4, 256),  # one beat
+    (0x0F00, 0x400, 256),  # from mid-page: cut at the page, then one page-sized burst
+])
+def test_bursts_end_at_max_burst_boundaries(addr, length, max_burst):
+    # The documented split: bursts end at multiples of max_burst_beats; every burst but
+    # the first starts on one, none crosses a page, together they tile the command.
+    # No R responses here: max_outstanding covers all the bursts of these commands.
+    dut = ReadDMA(data_width=32, max_burst=max_burst, max_outstanding=8)
+    nbytes, m = dut.bytes_per_beat, dut.max_burst_beats
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.axi.arready, 1)
+        ctx.set(dut.cmd.payload.addr, addr)
+        ctx.set(dut.cmd.payload.length, length)
+        ctx.set(dut.cmd.valid, 1)
+        await ctx.tick().until(dut.cmd.ready)
+        ctx.set(dut.cmd.valid, 0)
+        for _ in range(4 * length // nbytes + 10):
+            if ctx.get(dut.axi.arvalid):
+                seen.append((ctx.get(dut.axi.araddr), ctx.get(dut.axi.arlen) + 1))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    beats = -(-length // nbytes)
+    want, cur, left = [], addr, beats
+    while left:  # the documented rule, written out
+        n = min(left, m - (cur // nbytes) % m)
+        want.append((cur, n))
+        cur, left = cur + n * nbytes, left - n
+    assert seen == want, f"bursts {seen}, expected {want}"
+    for a, n in seen:
+        assert a // 4096 == (a + n * nbytes - 1) // 4096, f"burst at {a:#x} crosses a page"
