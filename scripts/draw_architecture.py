@@ -6,26 +6,10 @@ Writes docs/img/architecture.png (named by docs/architecture.md). Run:
 
 from __future__ import annotations
 
-from pathlib import Path
+import matplotlib.pyplot as plt
+from diagram import IMG, arrow, box
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-
-OUT = Path(__file__).resolve().parent.parent / "docs" / "img" / "architecture.png"
-
-
-def box(ax, x, y, w, h, text, color="#dde8f5"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black"))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
-
-
-def arrow(ax, x0, y0, x1, y1, text="", dy=0.1):
-    ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1.1))
-    if text:
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + dy, text, ha="center", fontsize=7)
+OUT = IMG / "architecture.png"
 
 
 def main() -> None:
@@ -50,7 +34,7 @@ def main() -> None:
         "input rows (NHWC) from DMA;\nPW/POOL/FC input bypasses\nthe line buffer",
         mem)
     arrow(ax, 2.4, 5.05, 3.0, 5.05)
-    arrow(ax, 6.2, 5.05, 7.0, 5.05, "program", 0.08)
+    arrow(ax, 6.2, 5.05, 7.0, 5.05, "program", dy=0.08)
     arrow(ax, 10.2, 5.05, 9.6, 5.05)
     arrow(ax, 1.1, 4.6, 1.1, 3.6, "pixels")
     arrow(ax, 2.0, 3.3, 2.4, 3.6)

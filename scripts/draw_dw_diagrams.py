@@ -6,26 +6,11 @@ and docs/hw/depthwise.md). Run: ``python scripts/draw_dw_diagrams.py``.
 
 from __future__ import annotations
 
-from pathlib import Path
+import matplotlib.pyplot as plt
+from diagram import IMG, arrow, box
+from matplotlib.patches import FancyBboxPatch
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-
-OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
-
-
-def box(ax, x, y, w, h, text, color="#dde8f5"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black"))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
-
-
-def arrow(ax, x0, y0, x1, y1, text=""):
-    ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
-    if text:
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.08, text, ha="center", fontsize=7)
+OUT = IMG
 
 
 def line_buffer() -> None:

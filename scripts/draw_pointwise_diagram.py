@@ -6,27 +6,12 @@ Writes docs/img/pointwise.png (named by docs/hw/pointwise.md). Run:
 
 from __future__ import annotations
 
-from pathlib import Path
+import matplotlib.pyplot as plt
+from diagram import IMG, arrow, box
+from matplotlib.patches import Polygon
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyBboxPatch, Polygon  # noqa: E402
-
-OUT = Path(__file__).resolve().parent.parent / "docs" / "img" / "pointwise.png"
+OUT = IMG / "pointwise.png"
 ROWS, COLS = 4, 4  # drawn size; the real one comes from AccelConfig
-
-
-def box(ax, x, y, w, h, text, color="#dde8f5", size=8):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black"))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
-
-
-def arrow(ax, x0, y0, x1, y1, text="", color="black", size=7, dy=0.08):
-    ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1.1, color=color))
-    if text:
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + dy, text, ha="center", fontsize=size)
 
 
 def triangle(ax, points, text, color):
