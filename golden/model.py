@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Graph
 
@@ -36,6 +38,13 @@ def load_model(
         from mnaccel.golden.tflite_import import load_tflite
 
         return load_tflite(spec)
+    if os.path.isdir(spec):
+        raise UserError(f"model {spec!r} is a directory; give a zoo name or a .tflite file")
+    if os.path.exists(spec):
+        raise UserError(
+            f"model {spec!r} is not a .tflite file (mnaccel imports int8 TFLite flatbuffers, "
+            f"named *.tflite)"
+        )
     raise UserError(
         f"unknown model {spec!r}: give a zoo name ({', '.join(zoo.ZOO)}) "
         f"or the path of a .tflite file"

@@ -21,13 +21,16 @@ layer, e.g. ``conv_2d_5``):
 
 Every :class:`~mnaccel.golden.graph.Tensor` keeps the TFLite tensor name and has ``index``
 set to its TFLite tensor index, so that its value can be fetched from the LiteRT interpreter.
-Anything else - a float, uint8 or int16x8 model, another operator, a parameter that mnaccel
-does not implement, a truncated or corrupt file - raises
-:class:`~mnaccel.golden.errors.UserError` with one line that names the problem.
+Anything else raises :class:`~mnaccel.golden.errors.UserError` with one line that names the
+problem (docs/bad-input.md): a float, uint8, int16x8 or dynamic-range model, another
+operator, a parameter that mnaccel does not implement, a truncated or corrupt file, an
+output shape that its operator does not compute, or scales whose rescaling TFLite's int8
+kernels cannot represent.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,8 @@ import numpy as np
 import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
+from mnaccel.golden import ops as _ops
+from mnaccel.golden import quant
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Activation, Graph, Layer, Op, Padding, Tensor
 
@@ -66,6 +71,16 @@ SUPPORTED_OPERATORS = (
 
 # Operators that may only compute int32 shapes for a RESHAPE; dropped from the graph.
 _SHAPE_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK"})
+
+# TFLite counts a tensor's elements in an int32; a larger shape is a corrupt file.
+_MAX_ELEMENTS = 2**31 - 1
+
+# Inputs each imported operator reads (the bias of a convolution is optional).
+_MIN_INPUTS = {
+    "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "MEAN": 2,
+    "PAD": 2, "HARD_SWISH": 1, "RELU": 1, "RELU6": 1, "AVERAGE_POOL_2D": 1, "RESHAPE": 1,
+    "SQUEEZE": 1, "SOFTMAX": 1,
+}  # fmt: skip
 
 _DTYPES = {
     v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_") and isinstance(v, int)
@@ -222,6 +237,10 @@ def load_tflite(path: str | Path) -> Graph:
 # Flatbuffer parsing: everything the importer needs, copied into plain Python objects.
 
 
+class _Corrupt(ValueError):
+    """An inconsistency found while parsing; its message says which."""
+
+
 def _parse(data: bytes, fname: str):
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise UserError(f"{fname}: not a TFLite file (no 'TFL3' flatbuffer identifier)")
@@ -235,20 +254,27 @@ def _parse(data: bytes, fname: str):
         ops = [_parse_op(model, graph.Operators(i), i) for i in range(graph.OperatorsLength())]
         inputs = tuple(int(i) for i in graph.InputsAsNumpy()) if graph.InputsLength() else ()
         outputs = tuple(int(i) for i in graph.OutputsAsNumpy()) if graph.OutputsLength() else ()
+    except UserError:
+        raise
     except (
-        IndexError, struct.error, ValueError, TypeError, OverflowError, UnicodeDecodeError
+        IndexError, struct.error, ValueError, TypeError, OverflowError, UnicodeDecodeError,
+        MemoryError,
     ) as exc:  # fmt: skip
-        if isinstance(exc, UserError):
-            raise
-        raise UserError(
-            f"{fname}: truncated or corrupt TFLite file ({type(exc).__name__} while parsing)"
-        ) from None
+        # The flatbuffer reader checks nothing: a cut or garbled file fails wherever an
+        # offset first points outside the data, with whichever error that read raises.
+        if isinstance(exc, _Corrupt):
+            why = str(exc)
+        elif isinstance(exc, (struct.error, IndexError)):
+            why = "an offset points outside the data"
+        else:
+            why = f"{type(exc).__name__} while parsing"
+        raise UserError(f"{fname}: truncated or corrupt TFLite file ({why})") from None
     for i in (*inputs, *outputs):
         if not 0 <= i < len(tensors):
             raise UserError(f"{fname}: corrupt TFLite file (tensor index {i} out of range)")
     for op in ops:
         for i in (*op.inputs, *op.outputs):
-            if not -1 <= i < len(tensors):
+            if not (-1 if i in op.inputs else 0) <= i < len(tensors):
                 raise UserError(
                     f"{fname}: corrupt TFLite file (operator {op.index} {op.name} refers to "
                     f"tensor {i} of {len(tensors)})"
@@ -259,15 +285,19 @@ def _parse(data: bytes, fname: str):
 def _parse_tensor(model, graph, i: int, buf: bytearray) -> _RawTensor:
     t = graph.Tensors(i)
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    if any(d < 0 for d in shape):
+        raise _Corrupt(f"tensor {i} has shape {shape}")
     dtype = t.Type()
     data = None
     b = t.Buffer()
     if b > 0:  # buffer 0 is the empty sentinel
+        if b >= model.BuffersLength():
+            raise _Corrupt(f"tensor {i} refers to buffer {b} of {model.BuffersLength()}")
         buffer = model.Buffers(b)
         if buffer.Offset() > 1:  # large models keep data outside the flatbuffer
             start, size = buffer.Offset(), buffer.Size()
             if start + size > len(buf):
-                raise IndexError("buffer past the end of the file")
+                raise _Corrupt(f"tensor {i}: its buffer ends past the end of the file")
             raw = np.frombuffer(bytes(buf[start : start + size]), dtype=np.uint8)
         elif buffer.DataLength():
             raw = buffer.DataAsNumpy()
@@ -276,9 +306,9 @@ def _parse_tensor(model, graph, i: int, buf: bytearray) -> _RawTensor:
         if raw is not None:
             np_dtype = _NUMPY_DTYPES.get(dtype)
             if np_dtype is not None:
-                expected = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
+                expected = math.prod(shape) * np.dtype(np_dtype).itemsize
                 if raw.size != expected:
-                    raise ValueError(f"tensor {i}: {raw.size} bytes of data, expected {expected}")
+                    raise _Corrupt(f"tensor {i} has {raw.size} bytes of data, not {expected}")
                 data = raw.view(np_dtype).reshape(shape).copy()
             else:
                 data = raw.copy()
@@ -296,6 +326,10 @@ def _parse_tensor(model, graph, i: int, buf: bytearray) -> _RawTensor:
 
 
 def _parse_op(model, op, i: int) -> _RawOp:
+    if op.OpcodeIndex() >= model.OperatorCodesLength():
+        raise _Corrupt(
+            f"operator {i} has operator code {op.OpcodeIndex()} of {model.OperatorCodesLength()}"
+        )
     code = model.OperatorCodes(op.OpcodeIndex())
     builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
     if builtin == tflite.BuiltinOperator.CUSTOM:
@@ -350,8 +384,8 @@ class _Importer:
             n = 0 if t.scales is None else t.scales.size
             self.fail(op, f"{self.describe(t)} needs one scale and zero point, not {n}")
         scale, zp = float(t.scales[0]), int(t.zero_points[0])
-        if not scale > 0:
-            self.fail(op, f"{self.describe(t)} has scale {scale}; it must be positive")
+        if not (scale > 0 and math.isfinite(scale)):
+            self.fail(op, f"{self.describe(t)} has scale {scale}; it must be positive and finite")
         if not -128 <= zp <= 127:
             self.fail(op, f"{self.describe(t)} has zero point {zp}, outside [-128, 127]")
         return scale, zp
@@ -362,6 +396,9 @@ class _Importer:
             return self.names[index]
         t = self.raw[index]
         scale, zp = self.per_tensor_quant(op, t)
+        if t.data is None and (min(t.shape, default=0) < 1 or math.prod(t.shape) > _MAX_ELEMENTS):
+            self.fail(op, f"{self.describe(t)} has shape {t.shape}; a feature map needs 1 to "
+                          f"{_MAX_ELEMENTS} elements")  # fmt: skip
         name = t.name if t.name not in self.tensors else f"{t.name}#{index}"
         data = None if t.data is None else np.asarray(t.data, dtype=np.int8).reshape(t.shape)
         self.tensors[name] = Tensor(name, t.shape, scale, zp, data=data, index=index)
@@ -376,6 +413,23 @@ class _Importer:
         if index not in self.names:
             self.fail(op, f"reads {self.describe(self.raw[index])}, which nothing computes")
         return self.names[index]
+
+    def nhwc_input(self, op) -> str:
+        """The operator's first input, a rank-4 feature map."""
+        x = self.activation_input(op, op.inputs[0])
+        if len(self.tensors[x].shape) != 4:
+            self.fail(op, f"input {x!r} of shape {self.tensors[x].shape} is not NHWC")
+        return x
+
+    def weight_tensor(self, op, index: int, rank: int, what: str) -> _RawTensor:
+        """The raw constant ``index`` of the given rank, before its values are read."""
+        if index < 0:
+            self.fail(op, f"{what} are missing")
+        t = self.raw[index]
+        if len(t.shape) != rank or min(t.shape) < 1:
+            self.fail(op, f"{what} ({self.describe(t)}) have shape {t.shape}, not {rank} "
+                          f"positive dimensions")  # fmt: skip
+        return t
 
     def output(self, op) -> str:
         if len(op.outputs) != 1:
@@ -424,8 +478,8 @@ class _Importer:
         if t.zero_points is not None and np.any(t.zero_points != 0):
             bad = int(t.zero_points[np.flatnonzero(t.zero_points)[0]])
             self.fail(op, f"{what} have zero point {bad}; only symmetric weights are supported")
-        if not np.all(t.scales > 0):
-            self.fail(op, f"{what} have a scale that is not positive")
+        if not np.all((t.scales > 0) & np.isfinite(t.scales)):
+            self.fail(op, f"{what} have a scale that is not positive and finite")
         return t.data.astype(np.int8), t.scales.astype(np.float32)
 
     def bias(self, op, index: int, channels: int) -> np.ndarray:
@@ -453,6 +507,12 @@ class _Importer:
             tflite.TensorType.UINT8: "a uint8 model",
             tflite.TensorType.INT16: "an int16x8 model (int16 activations)",
         }
+        if inp.dtype == tflite.TensorType.FLOAT32 and any(
+            t.dtype == tflite.TensorType.INT8 and t.data is not None for t in self.raw
+        ):
+            # Dynamic-range quantization (optimizations=[DEFAULT] without representative
+            # data): int8 weights, float activations, quantized on the fly at run time.
+            kinds[inp.dtype] = "a dynamic-range quantized model (int8 weights, float activations)"
         if inp.dtype != tflite.TensorType.INT8:
             kind = kinds.get(inp.dtype, f"a {inp.dtype_name} model")
             raise UserError(
@@ -488,6 +548,10 @@ class _Importer:
         for op in self.ops:
             if op.index in shape_only:
                 continue
+            if op.name in _MIN_INPUTS and len(op.inputs) < _MIN_INPUTS[op.name]:
+                self.fail(op, f"has {len(op.inputs)} inputs; expected {_MIN_INPUTS[op.name]}")
+            if not op.outputs:
+                self.fail(op, "has no output")
             if op.name == "SOFTMAX":
                 src = self.activation_input(op, op.inputs[0])
                 self.per_tensor_quant(op, self.raw[op.outputs[0]])
@@ -502,7 +566,10 @@ class _Importer:
             for i in op.inputs:
                 if i in host_softmax:
                     self.fail(op, "reads the output of SOFTMAX, which mnaccel leaves to the host")
-            self.layers.append(handlers[op.name](op))
+            layer = handlers[op.name](op)
+            self.check_shape(op, layer)
+            self.check_arithmetic(op, layer)
+            self.layers.append(layer)
 
         outputs = []
         for i in self.outputs:
@@ -516,6 +583,84 @@ class _Importer:
             return Graph(self.stem, self.tensors, self.layers, self.names[inp.index], outputs)
         except ValueError as exc:
             raise UserError(f"{self.fname}: {exc}") from None
+
+    def check_shape(self, op, layer: Layer) -> None:
+        """UserError unless the output tensor has the shape the operator computes.
+
+        The golden interpreter compares the same way: the element count for the operators
+        that flatten (FULLY_CONNECTED, RESHAPE, MEAN), the whole shape for the others.
+        """
+        x = self.tensors[layer.inputs[0]].shape
+        out = self.tensors[layer.output].shape
+        kind = layer.op
+        if kind in (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.AVERAGE_POOL_2D):
+            (kh, kw), (sh, sw) = layer.kernel, layer.stride
+            try:
+                oh = _ops.compute_padding(x[1], kh, sh, layer.padding)[0]
+                ow = _ops.compute_padding(x[2], kw, sw, layer.padding)[0]
+            except ValueError as exc:
+                self.fail(op, f"{exc}")
+            channels = layer.weights.shape[0] if kind is Op.CONV_2D else x[3]
+            want = (x[0], oh, ow, channels)
+        elif kind is Op.FULLY_CONNECTED:
+            c_in, c_out = layer.weights.shape[1], layer.weights.shape[0]
+            if math.prod(x) % c_in:
+                self.fail(op, f"input of shape {x} is not a whole number of {c_in}-vectors")
+            want = (math.prod(x) // c_in, c_out)
+        elif kind is Op.MEAN:
+            want = (x[0], x[3])
+        elif kind in (Op.ADD, Op.MUL):
+            want = np.broadcast_shapes(*(self.tensors[n].shape for n in layer.inputs))
+        elif kind is Op.PAD:
+            (top, bottom), (left, right) = layer.params["paddings"]
+            want = (x[0], x[1] + top + bottom, x[2] + left + right, x[3])
+        else:  # RESHAPE (its element count is checked where it is built) and the unary ones
+            want = x if kind is not Op.RESHAPE else out
+        if kind in (Op.FULLY_CONNECTED, Op.MEAN):
+            ok = math.prod(out) == math.prod(want)
+        else:
+            ok = tuple(out) == tuple(want)
+        if not ok:
+            self.fail(op, f"output {layer.output!r} has shape {out}; the operator computes "
+                          f"{tuple(int(d) for d in want)}")  # fmt: skip
+
+    def check_arithmetic(self, op, layer: Layer) -> None:
+        """UserError if TFLite's int8 kernels cannot represent the layer's rescaling.
+
+        The kernels derive fixed-point multipliers from the scales when they are prepared,
+        and TFLite refuses (or overflows on) a multiplier out of range; the golden model
+        derives them with the same functions, which are called here on a single zero.
+        """
+        t = self.tensors
+        s_in, s_out = t[layer.inputs[0]].scale, t[layer.output].scale
+        zero = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        try:
+            with np.errstate(all="ignore"):
+                if layer.op in (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED):
+                    _, shifts = quant.conv_multipliers(s_in, layer.weight_scales, s_out)
+                    if shifts.max() > 31:
+                        raise ValueError(
+                            f"input scale x weight scale / output scale is 2**{shifts.max()}"
+                        )
+                elif layer.op in (Op.ADD, Op.MUL):
+                    (a, b), o = (t[n] for n in layer.inputs), t[layer.output]
+                    getattr(_ops, layer.op.value.lower())(
+                        zero, zero, input1_scale=a.scale, input1_zp=a.zero_point,
+                        input2_scale=b.scale, input2_zp=b.zero_point, output_scale=o.scale,
+                        output_zp=o.zero_point, activation=layer.activation,
+                    )  # fmt: skip
+                elif layer.op is Op.HARD_SWISH:
+                    _ops.hard_swish_params(s_in, s_out)
+                elif layer.op in (Op.RELU, Op.RELU6):
+                    _ops.relu(zero, input_scale=s_in, input_zp=0, output_scale=s_out,
+                              output_zp=0)  # fmt: skip
+                elif layer.op is Op.MEAN:
+                    x = np.zeros((1, *t[layer.inputs[0]].shape[1:3], 1), dtype=np.int8)
+                    for kernel in ("reference", "optimized"):
+                        _ops.mean_hw(x, input_scale=s_in, input_zp=0, output_scale=s_out,
+                                     output_zp=0, kernel=kernel)  # fmt: skip
+        except ValueError as exc:
+            self.fail(op, f"its scales are outside what TFLite's int8 kernels represent ({exc})")
 
     def shape_only_ops(self) -> set[int]:
         """Indices of SHAPE / STRIDED_SLICE / PACK operators that only compute shapes."""
@@ -556,12 +701,12 @@ class _Importer:
 
     def conv(self, op) -> Layer:
         self.check_dilation(op)
-        x = self.activation_input(op, op.inputs[0])
+        x = self.nhwc_input(op)
         w_index = op.inputs[1]
-        c_out = self.raw[w_index].shape[0] if w_index >= 0 else 0
+        c_out = self.weight_tensor(op, w_index, 4, "weights").shape[0]
         w, ws = self.weights(op, w_index, 0, c_out, "weights")
         c_in = self.tensors[x].shape[-1]
-        if w.ndim != 4 or w.shape[3] != c_in:
+        if w.shape[3] != c_in:
             self.fail(op, f"weights of shape {w.shape} do not fit {c_in} input channels")
         b = self.bias(op, op.inputs[2] if len(op.inputs) > 2 else -1, c_out)
         return Layer(
@@ -572,10 +717,10 @@ class _Importer:
 
     def depthwise(self, op) -> Layer:
         self.check_dilation(op)
-        x = self.activation_input(op, op.inputs[0])
+        x = self.nhwc_input(op)
         c_in = self.tensors[x].shape[-1]
         w_index = op.inputs[1]
-        c_out = self.raw[w_index].shape[-1] if w_index >= 0 else 0
+        c_out = self.weight_tensor(op, w_index, 4, "weights").shape[-1]
         if c_out != c_in or op.options["depth_multiplier"] not in (0, 1):
             mult = c_out // c_in if c_in and c_out % c_in == 0 else op.options["depth_multiplier"]
             self.fail(
@@ -583,7 +728,7 @@ class _Importer:
                 f"depth multiplier {mult} ({c_in} -> {c_out} channels) is not supported (only 1)",
             )
         w, ws = self.weights(op, w_index, 3, c_out, "weights")
-        if w.ndim != 4 or w.shape[0] != 1:
+        if w.shape[0] != 1:
             self.fail(op, f"weights of shape {w.shape} are not (1, K_h, K_w, C)")
         b = self.bias(op, op.inputs[2] if len(op.inputs) > 2 else -1, c_out)
         return Layer(
@@ -598,10 +743,10 @@ class _Importer:
             self.fail(op, f"weights format {op.options['weights_format']} is not supported")
         x = self.activation_input(op, op.inputs[0])
         w_index = op.inputs[1]
-        c_out = self.raw[w_index].shape[0] if w_index >= 0 else 0
+        c_out = self.weight_tensor(op, w_index, 2, "weights").shape[0]
         w, ws = self.weights(op, w_index, 0, c_out, "weights")
         c_in = self.tensors[x].shape[-1]
-        if w.ndim != 2 or w.shape[1] != c_in:
+        if w.shape[1] != c_in:
             self.fail(op, f"weights of shape {w.shape} do not fit {c_in} input features")
         b = self.bias(op, op.inputs[2] if len(op.inputs) > 2 else -1, c_out)
         return Layer(
@@ -634,15 +779,14 @@ class _Importer:
         )  # fmt: skip
 
     def mean(self, op) -> Layer:
-        x = self.activation_input(op, op.inputs[0])
+        x = self.nhwc_input(op)
         axes_t = self.raw[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
         if axes_t is None or axes_t.data is None:
             self.fail(op, "the axes are not a constant")
-        rank = len(self.tensors[x].shape)
-        axes = tuple(sorted({int(a) % rank for a in axes_t.data.reshape(-1)}))
-        if rank != 4 or axes != (1, 2):
-            self.fail(op, f"MEAN over axes {axes} of a rank-{rank} tensor is not supported "
-                          f"(only over H and W, axes (1, 2))")  # fmt: skip
+        axes = tuple(sorted({int(a) % 4 for a in axes_t.data.reshape(-1)}))
+        if axes != (1, 2):
+            self.fail(op, f"MEAN over axes {axes} is not supported (only over H and W, axes "
+                          f"(1, 2))")  # fmt: skip
         return Layer(
             self.layer_name(op),
             Op.MEAN,
@@ -656,7 +800,7 @@ class _Importer:
         return Layer(self.layer_name(op), Op[op.name], (x,), self.output(op))
 
     def average_pool(self, op) -> Layer:
-        x = self.activation_input(op, op.inputs[0])
+        x = self.nhwc_input(op)
         fh, fw = op.options["filter"]
         if fh < 1 or fw < 1:
             self.fail(op, f"filter {fh}x{fw} is not positive")
@@ -667,7 +811,7 @@ class _Importer:
         )  # fmt: skip
 
     def pad(self, op) -> Layer:
-        x = self.activation_input(op, op.inputs[0])
+        x = self.nhwc_input(op)
         out = self.output(op)
         src, dst = self.tensors[x], self.tensors[out]
         if (src.scale, src.zero_point) != (dst.scale, dst.zero_point):
@@ -675,8 +819,11 @@ class _Importer:
         pads_t = self.raw[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
         if pads_t is None or pads_t.data is None:
             self.fail(op, "the paddings are not a constant")
-        pads = np.asarray(pads_t.data).reshape(-1, 2).astype(int)
-        if pads.shape != (4, 2) or pads[0].any() or pads[3].any() or (pads < 0).any():
+        pads = np.asarray(pads_t.data).reshape(-1).astype(np.int64)
+        if pads.size != 8:
+            self.fail(op, f"paddings {pads.tolist()} are not 4 (before, after) pairs")
+        pads = pads.reshape(4, 2)
+        if pads[0].any() or pads[3].any() or (pads < 0).any():
             self.fail(
                 op, f"paddings {pads.tolist()} are not a non-negative padding of H and W only"
             )

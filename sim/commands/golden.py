@@ -16,7 +16,9 @@ replaced only if it is empty or holds an earlier dump (a ``manifest.json``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -70,17 +72,37 @@ def layer_file_name(index: int, name: str) -> str:
 
 
 def read_input(path: str | Path, graph: Graph) -> np.ndarray:
-    """Load ``path``, an int8 ``.npy`` of ``graph``'s input shape; UserError otherwise."""
+    """Load ``path``, an int8 ``.npy`` of ``graph``'s input shape; UserError otherwise.
+
+    Nothing is unpickled (``allow_pickle=False``): an object array or a pickle is refused.
+    """
     expected = graph.input_tensor.shape
     name = str(path)
     try:
-        x = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            magic = f.read(6)
     except FileNotFoundError:
         raise UserError(f"input file {name!r} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"input file {name!r} is a directory") from None
+    except OSError as exc:
+        raise UserError(f"input file {name!r} cannot be read: {exc.strerror or exc}") from None
+    if magic[:1] == b"\x80":
+        raise UserError(f"input file {name!r} is a Python pickle, which mnaccel does not load; "
+                        f"save a plain int8 array with numpy.save")
+    if magic[:4] == b"PK\x03\x04":
+        raise UserError(f"input file {name!r} is an .npz archive of several arrays; give one "
+                        f".npy file")
+    if magic != b"\x93NUMPY":
+        raise UserError(f"input file {name!r} is not a readable .npy file (no NumPy header)")
+    try:
+        x = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"input file {name!r} is not a readable .npy file ({exc})") from None
-    if not isinstance(x, np.ndarray):
-        raise UserError(f"input file {name!r} is not a .npy file (it holds several arrays)")
+        if "pickle" in str(exc):
+            raise UserError(f"input file {name!r} holds an array of Python objects, which "
+                            f"mnaccel does not unpickle; save a plain int8 array") from None
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"input file {name!r} is not a readable .npy file ({why})") from None
     if x.dtype != np.int8:
         raise UserError(f"input file {name!r} holds {x.dtype} values; the model needs int8")
     if x.shape != expected:
@@ -91,13 +113,36 @@ def read_input(path: str | Path, graph: Graph) -> np.ndarray:
 
 
 def check_dump_dir(dump: Path) -> None:
-    """UserError unless ``dump`` is absent, empty, or an earlier dump that may be replaced."""
+    """UserError unless :func:`write_dump` will be able to write ``dump``.
+
+    ``dump`` must be absent, empty, or an earlier dump (with a ``manifest.json``) that may
+    be replaced, and a directory can be made beside it. Commands call this before any work,
+    so that a long run never ends in an error that could have been foreseen.
+    """
+    name = str(dump)
     if dump.exists() and not dump.is_dir():
-        raise UserError(f"--dump {str(dump)!r} exists and is not a directory")
-    if dump.is_dir() and any(dump.iterdir()) and not (dump / "manifest.json").is_file():
-        raise UserError(
-            f"--dump {str(dump)!r} is not empty and holds no earlier dump; refusing to replace it"
-        )
+        raise UserError(f"--dump {name!r} exists and is not a directory")
+    if dump.is_dir():
+        try:
+            foreign = any(dump.iterdir()) and not (dump / "manifest.json").is_file()
+        except OSError as exc:
+            raise UserError(f"--dump {name!r} cannot be read: {exc.strerror}") from None
+        if foreign:
+            raise UserError(
+                f"--dump {name!r} is not empty and holds no earlier dump; refusing to replace it"
+            )
+    # The temporary directory goes into the nearest existing ancestor (missing parents are
+    # made at the end): try to make one there now.
+    parent = dump.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--dump {name!r}: {str(parent)!r} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".probe", dir=parent))
+    except OSError as exc:
+        raise UserError(f"--dump {name!r}: cannot write in {str(parent)!r} ({exc.strerror})") \
+            from None
 
 
 class Progress:
@@ -127,15 +172,14 @@ def write_dump(dump: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> Non
     """Write ``arrays`` (file name → array) and ``manifest.json`` into ``dump`` atomically.
 
     The files go to a temporary directory beside ``dump`` that replaces it at the end, so an
-    error or an interruption leaves ``dump`` as it was.
+    error or an interruption leaves ``dump`` as it was; parent directories made for it are
+    removed again if the write fails.
     """
+    made = [p for p in (dump.parent, *dump.parent.parents) if not p.exists()]
+    tmp = old = None
     try:
         dump.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".tmp", dir=dump.parent))
-    except OSError as exc:
-        raise UserError(f"cannot write to {str(dump)!r}: {exc.strerror}") from None
-    old = None
-    try:
         for file, x in arrays.items():
             np.save(tmp / file, x)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -143,13 +187,19 @@ def write_dump(dump: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> Non
             old = Path(tempfile.mkdtemp(prefix=f".{dump.name}.", suffix=".old", dir=dump.parent))
             dump.rename(old / "dump")
         tmp.rename(dump)
+    except OSError as exc:
+        raise UserError(f"cannot write {str(dump)!r}: {exc.strerror or exc}") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp)
         if old is not None:
             if not dump.exists():  # interrupted between the two renames: put it back
                 (old / "dump").rename(dump)
             shutil.rmtree(old)
+        if not dump.exists():
+            for p in made:  # innermost first; only the empty directories made here
+                with contextlib.suppress(OSError):
+                    p.rmdir()
 
 
 def run(args: argparse.Namespace) -> int:

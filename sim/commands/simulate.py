@@ -121,15 +121,24 @@ def _config(name: str):
 def _compile(graph: Graph, config, kernels: str):
     """compile_model, and a UserError for a step the scheduler does not execute."""
     from mnaccel.compiler.image import compile_model
+
+    _check_plan(graph, config)
+    return compile_model(graph, config, kernels=kernels)
+
+
+def _check_plan(graph: Graph, config) -> None:
+    """UserError for a layer ``config`` cannot hold or a step the scheduler does not execute.
+
+    Needs the graph's structure only, not its calibration.
+    """
+    from mnaccel.compiler.plan import plan
     from mnaccel.hw.scheduler import SUPPORTED_OPCODES
 
-    program = compile_model(graph, config, kernels=kernels)
-    for step in program.plan.steps:
+    for step in plan(graph, config).steps:
         if step.opcode not in SUPPORTED_OPCODES:
             raise UserError(f"layer {step.name!r}: the scheduler does not execute "
                             f"{step.opcode.name} steps yet (supported: "
                             f"{', '.join(op.name for op in SUPPORTED_OPCODES)})")
-    return program
 
 
 @contextlib.contextmanager
@@ -156,8 +165,9 @@ def _util(macs: int, cycles, multipliers: int):
 
 def run(args: argparse.Namespace) -> int:
     from mnaccel.compiler.cycle_model import model
+    from mnaccel.compiler.image import compile_model
     from mnaccel.golden.table import table_rows
-    from mnaccel.golden.zoo import random_input
+    from mnaccel.golden.zoo import ZOO, random_input
     from mnaccel.sim.cli import load_model
     from mnaccel.sim.system import check_outputs, run_program
 
@@ -170,13 +180,24 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress()
     try:
         progress.show(f"loading {args.model} ...")
-        graph = load_model(args)
-        if args.layers is not None:
-            graph = head(graph, parse_layers(args.layers, len(graph.layers)))
+        # The structure first, without the zoo's calibration run: a bad --layers or --input
+        # or a layer the configuration cannot hold is reported in seconds, even for a
+        # model whose calibration takes minutes.
+        graph = load_model(args, calibrate=False)
+        n = None if args.layers is None else parse_layers(args.layers, len(graph.layers))
+
+        def prefix(g: Graph) -> Graph:
+            return g if n is None else head(g, n)
+
+        graph = prefix(graph)
         x = (read_input(args.input, graph) if args.input is not None
              else random_input(graph, args.seed))
+        _check_plan(graph, config)
+        if args.model in ZOO:
+            progress.show(f"calibrating {args.model} ...")
+            graph = prefix(load_model(args))
         progress.show(f"compiling {graph.name} for {args.config} ...")
-        program = _compile(graph, config, args.kernels)
+        program = compile_model(graph, config, kernels=args.kernels)
         steps = program.plan.steps
         budget = _CYCLE_MARGIN * sum(s.cycles for s in model(program.plan, dram_latency=2))
         progress.show(f"building (cached per preset) and simulating {len(steps)} steps on "

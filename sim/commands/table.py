@@ -24,15 +24,9 @@ def register(subparsers, add_model_args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mnaccel.golden.model import load_model
+    from mnaccel.sim.cli import load_model
 
     # Counting needs the structure only: skip the zoo's calibration run.
-    graph = load_model(
-        args.model,
-        alpha=args.alpha,
-        resolution=args.resolution,
-        seed=args.seed,
-        calibrate=False,
-    )
+    graph = load_model(args, calibrate=False)
     sys.stdout.write(format_table(table_rows(graph), args.format))
     return 0

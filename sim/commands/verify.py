@@ -24,6 +24,7 @@ import numpy as np
 
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Graph
+from mnaccel.sim.cli import seed
 from mnaccel.sim.commands.golden import read_input
 
 __all__ = ["LayerResult", "compare", "load_input", "register", "run_litert"]
@@ -155,7 +156,7 @@ def register(subparsers, add_model_args) -> None:
     )
     p.add_argument("model", metavar="MODEL.tflite", type=Path, help="full-integer int8 model")
     p.add_argument("--input", type=Path, help="int8 NHWC .npy input (default: seeded random)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random input")
     p.add_argument(
         "--kernels",
         choices=("optimized", "reference"),

@@ -10,7 +10,9 @@ file; a ``FILE.v`` that already holds the same text is left untouched.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from mnaccel.golden.errors import UserError
@@ -42,7 +44,14 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise UserError(f"output {str(out)!r} is a directory; give a file name")
     if not out.parent.is_dir():
-        raise UserError(f"output directory {str(out.parent)!r} does not exist")
+        why = "is not a directory" if out.parent.exists() else "does not exist"
+        raise UserError(f"output directory {str(out.parent)!r} {why}")
+    try:  # now rather than after the conversion, which takes a while for the accelerator
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".probe")
+    except OSError as exc:
+        raise UserError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
     _, component = resolve_design(args)
     name = top_name(args.block)
     text = verilog.convert(component, name=name)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as schema
 
 from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Activation, Op, Padding
@@ -256,6 +258,138 @@ def test_corrupt_body_with_valid_identifier(tmp_path):
 )
 def test_unsupported_models(name, needles):
     assert_user_error(model_path(name), f"{name}.tflite", *needles)
+
+
+def test_dynamic_range_model(tmp_path):
+    """int8 weights, float32 activations (``optimizations=[DEFAULT]`` without representative
+    data): named as such rather than as a float32 model."""
+
+    def quantize_weights(model):
+        for t in model.subgraphs[0].tensors:
+            buffer = model.buffers[t.buffer]
+            if t.type == schema.TensorType.FLOAT32 and buffer.data is not None and len(t.shape) > 1:
+                w = np.frombuffer(bytes(bytearray(buffer.data)), np.float32)
+                scale = float(np.abs(w).max()) / 127
+                buffer.data = np.round(w / scale).astype(np.int8).view(np.uint8)
+                t.type = schema.TensorType.INT8
+                t.quantization = schema.QuantizationParametersT()
+                t.quantization.scale, t.quantization.zeroPoint = [scale], [0]
+
+    path = tmp_path / "dynamic.tflite"
+    path.write_bytes(rewrite("error_float", quantize_weights))
+    assert_user_error(path, "dynamic-range quantized model (int8 weights, float activations)")
+
+
+# ---------------------------------------------------------------------------------------
+# Corrupt files: whatever the damage, a UserError or a graph that the golden model runs
+
+
+def rewrite(name: str, edit) -> bytes:
+    """Fixture ``name`` through the TFLite schema's object API, changed by ``edit(model)``."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_path(name).read_bytes()), 0)
+    edit(model)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _op(i):
+    return lambda m: m.subgraphs[0].operators[i]
+
+
+def _tensor_of_op(i, pos, output=False):
+    def get(m):
+        op = m.subgraphs[0].operators[i]
+        return m.subgraphs[0].tensors[(op.outputs if output else op.inputs)[pos]]
+
+    return get
+
+
+# The probe: op 0 CONV_2D (12x12x5 -> 12x12x13), op 1 DEPTHWISE_CONV_2D, op 7 MUL.
+CORRUPTIONS = {
+    "operator code index": (_op(2), "opcodeIndex", 40, ["operator 2 has operator code 40 of"]),
+    "buffer index": (_tensor_of_op(0, 1), "buffer", 999, ["refers to buffer 999 of"]),
+    "negative dimension": (_tensor_of_op(0, 0, True), "shape", np.array([1, -12, 12, 13], np.int32),
+                           ["has shape (1, -12, 12, 13)"]),
+    "empty feature map": (_tensor_of_op(0, 0, True), "shape", np.array([1, 0, 12, 13], np.int32),
+                          ["has shape (1, 0, 12, 13); a feature map needs 1 to"]),
+    "missing input": (_op(0), "inputs", np.array([0], np.int32),
+                      ["operator 0 (CONV_2D): has 1 inputs; expected 2"]),
+    "missing output": (_op(1), "outputs", np.array([], np.int32),
+                       ["operator 1 (DEPTHWISE_CONV_2D): has no output"]),
+    "weights of rank 1": (_tensor_of_op(1, 1), "shape", np.array([117], np.int32),
+                          ["operator 1 (DEPTHWISE_CONV_2D): weights", "not 4 positive dimensions"]),
+    "input of rank 2": (_tensor_of_op(0, 0), "shape", np.array([144, 5], np.int32),
+                        ["operator 0 (CONV_2D): input", "is not NHWC"]),
+    "output shape": (_tensor_of_op(1, 0, True), "shape", np.array([1, 12, 12, 14], np.int32),
+                     ["operator 1 (DEPTHWISE_CONV_2D): output", "has shape (1, 12, 12, 14); "
+                      "the operator computes (1, 12, 12, 13)"]),
+    "infinite scale": (lambda m: _tensor_of_op(0, 0, True)(m).quantization, "scale",
+                       [np.inf], ["has scale inf; it must be positive and finite"]),
+    "conv rescaling out of range": (lambda m: _tensor_of_op(0, 0, True)(m).quantization,
+                                    "scale", [1e-30], ["operator 0 (CONV_2D): its scales are "
+                                                       "outside what TFLite's int8 kernels"]),
+    "MUL rescaling out of range": (lambda m: _tensor_of_op(7, 0, True)(m).quantization,
+                                   "scale", [1e-35], ["operator 7 (MUL): its scales are "
+                                                      "outside"]),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_corrupt_fields(tmp_path, case):
+    get, field_name, value, needles = CORRUPTIONS[case]
+
+    def edit(model):
+        setattr(get(model), field_name, value)
+
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(rewrite("probe_odd_channels", edit))
+    assert_user_error(path, "bad.tflite", *needles)
+
+
+def test_rewrite_alone_changes_nothing(tmp_path):
+    """The object-API round trip that the corruptions go through keeps a valid model valid."""
+    path = tmp_path / "same.tflite"
+    path.write_bytes(rewrite("probe_odd_channels", lambda model: None))
+    a, b = load_tflite(path), load_tflite(model_path("probe_odd_channels"))
+    assert [layer.name for layer in a.layers] == [layer.name for layer in b.layers]
+    x = load_input(None, a, seed=0)
+    ya, yb = run_golden(a, x), run_golden(b, x)
+    assert all(np.array_equal(ya[k], yb[k]) for k in yb)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_byte_damage(tmp_path, seed):
+    """Copies of the probe with 1 to 4 bytes overwritten at random: each one is refused with
+    a one-line UserError, or imported into a graph that the golden model runs."""
+    data = model_path("probe_odd_channels").read_bytes()
+    rng = np.random.default_rng([seed, 11])
+    path = tmp_path / "damaged.tflite"
+    refused = ran = 0
+    for _ in range(50):
+        bad = bytearray(data)
+        for pos in rng.integers(8, len(bad), size=int(rng.integers(1, 5))):
+            bad[pos] = int(rng.integers(256))
+        path.write_bytes(bytes(bad))
+        try:
+            graph = load_tflite(path)
+        except UserError as exc:
+            assert "\n" not in str(exc)
+            refused += 1
+            continue
+        run_golden(graph, load_input(None, graph, seed=0))
+        ran += 1
+    assert refused and ran  # both outcomes occur: the damage is neither always fatal nor inert
+
+
+@pytest.mark.parametrize("name", ["probe_odd_channels", "error_maxpool"])
+def test_every_cut(tmp_path, name):
+    """The file cut after every 2 % of its length."""
+    data = model_path(name).read_bytes()
+    path = tmp_path / "cut.tflite"
+    for k in range(50):
+        path.write_bytes(data[: len(data) * k // 50])
+        assert_user_error(path, "cut.tflite")
 
 
 def test_odd_resolution_keeps_explicit_pad():
