@@ -109,7 +109,8 @@ class _Machine:
             # Activation buffer half: K chunks of `rows` (the pool: all the channels).
             buf = np.zeros((n, max(K, -(-a.shape[1] // rows)) * rows), np.int64)
             buf[:, :a.shape[1]] = a
-            out_buf = np.zeros((n, J * cols), np.int8)      # output buffer half
+            # Output buffer half; the pool writes back its one output pixel only.
+            out_buf = np.zeros((1 if pool else n, J * cols), np.int8)
             stream = d["pw_weight_addr"]                     # restarts for every tile
             for j in range(J):
                 acc = np.zeros((n if not pool else 1, cols), np.int64)
@@ -129,7 +130,7 @@ class _Machine:
                 out_buf[:, j * cols:(j + 1) * cols] = self.requantize(
                     acc, prm, d["out_zp"], d["act_min"], d["act_max"])
             a0 = d["out_addr"] + first * out_stride
-            self.mem[a0:a0 + n * out_stride] = out_buf[:, :out_stride].tobytes()
+            self.mem[a0:a0 + len(out_buf) * out_stride] = out_buf[:, :out_stride].tobytes()
         return None
 
 

@@ -13,14 +13,20 @@
 
 An SoC sees an AXI4 manager port ``m_axi`` (to DRAM), an AXI4-Lite subordinate ``s_axil``
 (docs/registers.md) and a level interrupt ``irq``. Software writes the program address to
-``PROGRAM_ADDR``, sets ``CTRL.IRQ_EN`` and ``CTRL.START``, and waits for the interrupt;
-``CTRL.SOFT_RESET`` resets the scheduler and the datapath (not the DMA: an AXI transaction
-in flight must complete). See docs/hw/accelerator.md.
+``PROGRAM_ADDR``, sets ``CTRL.IRQ_EN`` and ``CTRL.START``, and waits for the interrupt.
+
+Recovery: ``CTRL.SOFT_RESET``, and a run that ends on an error (a bad descriptor, a DMA
+error), leave engines and the DMA mid-transfer. The top then *drains*: it holds the
+scheduler and the datapath in reset and aborts the DMA (no new bursts; the bursts already
+on the bus complete — reads are dropped, writes go out with no byte enabled) until both DMA
+engines are idle. An errored run reports ``done`` (and its error) to the registers only
+once drained, so ``STATUS.DONE`` always means "idle"; a start accepted during a soft
+reset's drain is held and begins when it ends. See docs/hw/accelerator.md.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, ResetInserter
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -120,15 +126,40 @@ class Accelerator(wiring.Component):
         m = Module()
         sch, pw, rq, dma, csr = (self.scheduler, self.pointwise, self.requantizer, self.dma,
                                  self.csr)
-        # CTRL.SOFT_RESET resets the control and the datapath; the registers keep their
-        # values and the DMA finishes what the bus has accepted.
-        soft = csr.soft_reset
-        m.submodules.scheduler = ResetInserter(soft)(sch)
-        m.submodules.pointwise = ResetInserter(soft)(pw)
-        m.submodules.requantizer = ResetInserter(soft)(rq)
-        m.submodules.depthwise = dw = ResetInserter(soft)(self.depthwise)
-        m.submodules.conv_line_buffer = ResetInserter(soft)(self.conv_line_buffer)
-        m.submodules.conv_adapter = ResetInserter(soft)(self.conv_adapter)
+        # The drain (module docstring): the registers keep their values, the control and
+        # the datapath are held in reset, the DMA finishes what the bus has accepted.
+        drain = Signal()
+        hold = Signal()
+        dma_idle = Signal()
+        failed = Signal()            # the run ended on an error; its done waits for the drain
+        failed_code = Signal(8)
+        start_held = Signal()        # a start accepted during a drain
+        go = Signal()
+        m.d.comb += [
+            hold.eq(csr.soft_reset | drain),
+            dma_idle.eq(~dma.rd_status.busy & ~dma.wr_status.busy),
+            go.eq((csr.start | start_held) & ~hold),
+        ]
+        with m.If(csr.soft_reset | (sch.done & sch.error)):
+            m.d.sync += drain.eq(1)
+        with m.Elif(drain & dma_idle):
+            m.d.sync += drain.eq(0)
+        with m.If(sch.done & sch.error):
+            m.d.sync += [failed.eq(1), failed_code.eq(sch.error_code)]
+        with m.Elif(drain & dma_idle):
+            m.d.sync += failed.eq(0)
+        with m.If(go):
+            m.d.sync += start_held.eq(0)
+        with m.Elif(csr.start):
+            m.d.sync += start_held.eq(1)
+        with m.If(csr.soft_reset):
+            m.d.sync += [failed.eq(0), start_held.eq(0)]
+        m.submodules.scheduler = ResetInserter(hold)(sch)
+        m.submodules.pointwise = ResetInserter(hold)(pw)
+        m.submodules.requantizer = ResetInserter(hold)(rq)
+        m.submodules.depthwise = dw = ResetInserter(hold)(self.depthwise)
+        m.submodules.conv_line_buffer = ResetInserter(hold)(self.conv_line_buffer)
+        m.submodules.conv_adapter = ResetInserter(hold)(self.conv_adapter)
         m.submodules.dma = dma
         m.submodules.csr = csr
 
@@ -136,18 +167,20 @@ class Accelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
         m.d.comb += [
             self.irq.eq(csr.irq),
-            sch.start.eq(csr.start),
+            sch.start.eq(go),
             sch.program_addr.eq(csr.program_addr),
-            csr.done.eq(sch.done),
-            csr.error.eq(sch.error),
-            csr.error_code.eq(sch.error_code),
+            # A run without error is done at once; one with an error once drained (not if
+            # a soft reset has just cancelled it).
+            csr.done.eq(Mux(failed, drain & dma_idle & ~csr.soft_reset, sch.done & ~sch.error)),
+            csr.error.eq(failed & drain & dma_idle & ~csr.soft_reset),
+            csr.error_code.eq(failed_code),
             csr.layer_done.eq(sch.layer_done),
             csr.read_stall.eq(sch.read_stall),
             csr.write_stall.eq(sch.write_stall),
             sch.rd_status.eq(dma.rd_status),
             sch.wr_status.eq(dma.wr_status),
-            dma.clear.eq(csr.start),
-            dma.abort.eq(0),
+            dma.clear.eq(go),
+            dma.abort.eq(hold),
         ]
         wiring.connect(m, sch.rd_cmd, dma.rd_cmd)
         wiring.connect(m, dma.rd_data, sch.rd_data)

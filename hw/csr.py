@@ -47,7 +47,7 @@ __all__ = [
 
 #: Hardware version reported in ``VERSION`` (major, minor, patch); bump the minor number
 #: when the register map or the descriptor format changes.
-HW_VERSION = (0, 1, 0)
+HW_VERSION = (0, 2, 0)
 
 
 class Access(enum.Enum):
@@ -134,15 +134,20 @@ REGISTERS: tuple[Register, ...] = (
         _f("START", 0, 1, "W1P", 0, "start a run of the program at `PROGRAM_ADDR`; "
            "ignored while `STATUS.BUSY` (sets `STATUS.START_IGNORED`)"),
         _f("SOFT_RESET", 1, 1, "W1P", 0, "reset the accelerator's datapath and clear "
-           "`STATUS`; registers keep their values"),
+           "`STATUS`; registers keep their values; the AXI bursts in flight complete "
+           "(reads dropped, writes without byte enables) and a start meanwhile waits for "
+           "them"),
         _f("IRQ_EN", 2, 1, "RW", 0, "global interrupt enable"),
     ), "control"),
     Register("STATUS", 0x04, (
         _f("BUSY", 0, 1, "RO", 0, "a run is in progress"),
-        _f("DONE", 1, 1, "RO", 0, "the last run has finished (cleared by a start)"),
+        _f("DONE", 1, 1, "RO", 0, "the last run has finished and the accelerator is "
+           "idle (cleared by a start)"),
         _f("ERROR", 2, 1, "RO", 0, "the last run reported an error (cleared by a start)"),
         _f("START_IGNORED", 3, 1, "RO", 0, "a start arrived while busy (cleared by a start)"),
-        _f("ERROR_CODE", 8, 8, "RO", 0, "code of the run's first error, 0 if none"),
+        _f("ERROR_CODE", 8, 8, "RO", 0, "code of the run's first error, 0 if none: 1 "
+           "opcode not executed, 2 read DMA error, 3 write DMA error, 4 descriptor sizes "
+           "out of range, 5 unaligned address (`hw/scheduler.ErrorCode`)"),
     ), "run status; `DONE`, `ERROR`, `START_IGNORED` and `ERROR_CODE` are also cleared by "
        "`CTRL.SOFT_RESET`"),
     Register("IRQ_STATUS", 0x08, (

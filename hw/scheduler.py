@@ -36,6 +36,16 @@ full/claimed flags, credit counters and stream handshakes:
 
 Loads of tile ``t + 1`` overlap the compute of tile ``t``, write-back of tile ``t`` overlaps
 compute of ``t + 1``, weight loads overlap compute. Steps do not overlap.
+
+**Descriptor checks** (docs/robustness.md): a program is data from memory, so nothing in it
+may hang the scheduler or make it write outside the step's output tensor. An unaligned
+program address or descriptor address stops the run before the step starts
+(``ErrorCode.ALIGN``); the shape checks (sizes against the buffers and the line buffer, tile
+sizes against the pixel counts and the window geometry, :func:`check_descriptor`) run
+beside the step's first cycles on one shared multiplier, and the write-back waits for them,
+so that a bad step ends with ``ErrorCode.SHAPE`` before it has written anything and a good
+one is not slowed down. After an error the engines are left mid-step: the top resets them
+and aborts the DMA (:class:`~mnaccel.hw.accelerator.Accelerator`).
 """
 
 from __future__ import annotations
@@ -60,14 +70,14 @@ from mnaccel.hw.dma import (
     status_layout,
     write_data_layout,
 )
-from mnaccel.hw.line_buffer import layer_config_layout
+from mnaccel.hw.line_buffer import Padding, layer_config_layout
 from mnaccel.hw.pointwise import input_layout as pw_input_layout
 from mnaccel.hw.pointwise import output_layout as pw_output_layout
 from mnaccel.hw.pointwise import weight_layout as pw_weight_layout
 from mnaccel.hw.requantizer import input_layout as rq_input_layout
 from mnaccel.hw.requantizer import output_layout as rq_output_layout
 
-__all__ = ["ErrorCode", "Scheduler", "SUPPORTED_OPCODES"]
+__all__ = ["CHECK_CYCLES", "ErrorCode", "Scheduler", "SUPPORTED_OPCODES", "check_descriptor"]
 
 #: Opcodes the scheduler executes; any other raises ``ErrorCode.OPCODE``.
 SUPPORTED_OPCODES = (Opcode.END, Opcode.CONV0, Opcode.DW_PW, Opcode.PW, Opcode.POOL,
@@ -85,6 +95,12 @@ LB_CHUNK_BEATS = 32
 #: Bits of a DMA command's byte length.
 LEN_WIDTH = 24
 
+#: Products the shape checks compute, one per cycle on one multiplier.
+_CHECK_PRODUCTS = 6
+#: Cycles from a step's start (``step_go``, in DECODE) until its shape checks are known; no
+#: write command is issued before (the earliest write-back comes much later).
+CHECK_CYCLES = _CHECK_PRODUCTS + 3
+
 
 class ErrorCode(enum.Enum, shape=8):
     """``STATUS.ERROR_CODE`` values the scheduler reports."""
@@ -96,6 +112,11 @@ class ErrorCode(enum.Enum, shape=8):
     DMA_READ = 2
     #: The write DMA reported an error.
     DMA_WRITE = 3
+    #: A descriptor's sizes are out of range or inconsistent (:func:`check_descriptor`).
+    SHAPE = 4
+    #: The program address or an address in a descriptor is not a multiple of the AXI
+    #: beat (``axi_data_width / 8`` bytes).
+    ALIGN = 5
 
 
 class _Tag(enum.Enum, shape=3):
@@ -117,6 +138,129 @@ _RECORD = data.StructLayout({
 
 def _log2(n: int) -> int:
     return n.bit_length() - 1
+
+
+def _window_out(size: int, kernel: int, stride: int, same: bool) -> int:
+    """Output size of a window axis (0 if a VALID window does not fit), as the checks
+    compute it for strides 1 and 2."""
+    if same:
+        return (size + stride - 1) // stride
+    return (size - kernel) // stride + 1 if size >= kernel else 0
+
+
+def check_descriptor(fields: dict, config: AccelConfig) -> list[tuple[ErrorCode, str]]:
+    """The rules a step's descriptor must meet, as the scheduler checks them.
+
+    They are the conditions under which no engine of the step can wait forever and the step
+    reads and writes only its tensors: exactly ``out_h·out_w`` pixels of ``out_stride``
+    bytes at ``out_addr`` (``POOL``: one pixel). The compiler's descriptors meet them
+    (``tests/hw/test_robustness.py`` checks MobileNetV1 and single layers on every preset);
+    the gateware implements the same rules, and the tests compare its verdict with this
+    function's.
+
+    Parameters
+    ----------
+    fields : dict
+        A descriptor's field values (:func:`mnaccel.hw.descriptor.from_bytes`).
+    config : AccelConfig
+
+    Returns
+    -------
+    list of (ErrorCode, str)
+        The broken rules, ``[]`` if the scheduler runs the step. ``ALIGN`` rules stop the
+        run when the descriptor is decoded, ``SHAPE`` rules :data:`CHECK_CYCLES` cycles
+        later; the run reports ``ALIGN`` if any ``ALIGN`` rule is broken. ``END`` and the
+        opcodes the scheduler does not execute (``ErrorCode.OPCODE``) have no rules.
+    """
+    cfg = config
+    f = {name: int(getattr(v, "value", v)) for name, v in fields.items()}
+    if f["opcode"] not in {o.value for o in SUPPORTED_OPCODES if o is not Opcode.END}:
+        return []
+    op = Opcode(f["opcode"])
+    beat, align = cfg.axi_data_width // 8, cfg.channel_align
+    R, C, depth = cfg.pw_rows, cfg.pw_cols, cfg.pw_acc_depth
+    pool, conv, dwpw = op is Opcode.POOL, op is Opcode.CONV0, op is Opcode.DW_PW
+    window, pw = conv or dwpw, op in (Opcode.PW, Opcode.FC)
+    problems = []
+
+    def rule(broken: bool, code: ErrorCode, what: str) -> None:
+        if broken:
+            problems.append((code, what))
+
+    addrs = ["in_addr", "out_addr", "pw_param_addr"] + ([] if pool else ["pw_weight_addr"])
+    if dwpw:
+        addrs += ["dw_weight_addr", "dw_param_addr"]
+    for name in addrs:
+        rule(f[name] % beat != 0, ErrorCode.ALIGN,
+             f"{name} = {f[name]:#x} is not a multiple of the {beat}-byte AXI beat")
+
+    SHAPE = ErrorCode.SHAPE
+    n, first, mid, last = (f["n_tiles"], f["first_tile_pixels"], f["tile_pixels"],
+                           f["last_tile_pixels"])
+    K, J = f["k_chunks"], f["j_chunks"]
+    rule(0 in (n, first, mid, last, K, J), SHAPE,
+         "n_tiles, the tile sizes, k_chunks and j_chunks must be at least 1")
+    for name in ("in_stride", "out_stride"):
+        rule(f[name] % align != 0, SHAPE,
+             f"{name} = {f[name]} is not a multiple of the channel alignment {align}")
+    rule(J * C > f["out_stride"], SHAPE,
+         f"j_chunks·pw_cols = {J * C} output bytes do not fit out_stride = {f['out_stride']}")
+    rule(not pool and max(first, mid, last) > depth, SHAPE,
+         f"a tile of {max(first, mid, last)} pixels exceeds pw_acc_depth = {depth}")
+    rule((pw or dwpw) and K * R > f["in_stride"], SHAPE,
+         f"k_chunks·pw_rows = {K * R} input bytes exceed in_stride = {f['in_stride']}")
+    if window:
+        s, k, same = f["stride"], f["kernel"], f["padding"] == Padding.SAME.value
+        rule(s not in (1, 2), SHAPE, f"stride {s} (1 or 2)")
+        rule(f["in_stride"] != f["in_c"], SHAPE,
+             f"in_stride = {f['in_stride']} differs from in_c = {f['in_c']} (the line buffer "
+             f"reads the map densely)")
+        rule(f["in_w"] > cfg.lb_max_width, SHAPE,
+             f"width {f['in_w']} > lb_max_width = {cfg.lb_max_width}")
+        if s in (1, 2):
+            oh = _window_out(f["in_h"], k, s, same)
+            ow = _window_out(f["in_w"], k, s, same)
+            rule((f["out_h"], f["out_w"]) != (oh, ow), SHAPE,
+                 f"output {f['out_h']}×{f['out_w']} is not the window's {oh}×{ow}")
+    if dwpw:
+        rule(f["kernel"] not in ((3, 5) if cfg.max_kernel == 5 else (3,)), SHAPE,
+             f"kernel {f['kernel']} (3, or 5 if max_kernel = 5)")
+        rule(f["in_c"] > cfg.lb_max_channels or f["in_c"] % cfg.dw_lanes != 0, SHAPE,
+             f"in_c = {f['in_c']}: at most lb_max_channels = {cfg.lb_max_channels}, a multiple "
+             f"of dw_lanes = {cfg.dw_lanes}")
+        rule(f["in_w"] * f["in_c"] > cfg.lb_max_row_bytes, SHAPE,
+             f"a row of {f['in_w']}×{f['in_c']} bytes > lb_max_row_bytes = "
+             f"{cfg.lb_max_row_bytes}")
+    if conv:
+        words = -(-(CONV0_KERNEL**2 * CONV0_CHANNELS) // R)
+        rule((f["kernel"], f["conv_c"]) != (CONV0_KERNEL, CONV0_CHANNELS), SHAPE,
+             f"CONV0 is {CONV0_KERNEL}×{CONV0_KERNEL} over {CONV0_CHANNELS} channels, not "
+             f"{f['kernel']}×{f['kernel']} over {f['conv_c']}")
+        rule(f["in_c"] != align, SHAPE, f"CONV0's in_c = {f['in_c']} must be {align}")
+        rule(K != words, SHAPE, f"CONV0's k_chunks = {K} must be {words}")
+    if pool:
+        rule((n, K, f["out_h"], f["out_w"]) != (1, 1, 1, 1), SHAPE,
+             "POOL has one tile, k_chunks = 1 and a 1×1 output")
+        rule(J * C > f["in_stride"], SHAPE,
+             f"j_chunks·pw_cols = {J * C} channels exceed in_stride = {f['in_stride']}")
+    # The products.
+    pixels = f["out_h"] * f["out_w"]
+    tiles = first if n == 1 else first + ((n - 2) & 0xFFFF) * mid + last
+    rule(not pool and tiles != pixels, SHAPE,
+         f"the tiles hold {tiles} pixels, the output {pixels}")
+    rule(pw and f["in_h"] * f["in_w"] != pixels, SHAPE,
+         f"{f['in_h']}×{f['in_w']} input pixels for {pixels} output pixels")
+    rule(pool and first != f["in_h"] * f["in_w"], SHAPE,
+         f"POOL's tile of {first} pixels is not its {f['in_h']}×{f['in_w']} input")
+    a_bytes = K * R if conv else f["in_stride"]
+    rule(max(first, mid, last) * a_bytes > cfg.act_buf_bytes // 2, SHAPE,
+         f"a tile of {max(first, mid, last)} × {a_bytes} bytes does not fit an activation "
+         f"buffer half ({cfg.act_buf_bytes // 2} bytes)")
+    w_pixels = 1 if pool else max(first, mid, last)
+    rule(w_pixels * f["out_stride"] > cfg.out_buf_bytes // 2, SHAPE,
+         f"a tile of {w_pixels} × {f['out_stride']} bytes does not fit an output buffer "
+         f"half ({cfg.out_buf_bytes // 2} bytes)")
+    return problems
 
 
 class Scheduler(wiring.Component):
@@ -142,7 +286,9 @@ class Scheduler(wiring.Component):
     done : Out(1)
         Pulse: the run ended (END reached, or an error).
     error : Out(1)
-        Pulse with ``done`` when the run ended on an error; ``error_code`` says which.
+        Pulse with ``done`` when the run ended on an error; ``error_code`` says which (valid
+        with ``done``). The engines are then left as they were: reset them (and abort the
+        DMA) before the next start.
     error_code : Out(ErrorCode)
     layer_done : Out(1)
         Pulse: a step (descriptor) has finished.
@@ -255,6 +401,113 @@ class Scheduler(wiring.Component):
     def weight_fifo_beats(self) -> int:
         return self._cfg.pw_weight_fifo_bytes // (self._cfg.axi_data_width // 8)
 
+    def _checks(self, m: Module, d, step_go):
+        """The gateware of :func:`check_descriptor` for the decoded descriptor ``d``.
+
+        Returns ``(addr_bad, chk_done, chk_bad)``. ``addr_bad`` is combinational, for the
+        decode. The shape rules are evaluated beside the step: the cheap ones registered from
+        ``d``, the six products one per cycle on one multiplier from ``step_go`` on, then
+        the comparisons; ``chk_done`` rises :data:`CHECK_CYCLES` cycles after ``step_go``,
+        with ``chk_bad``, and both hold until the next ``step_go``.
+        """
+        cfg = self._cfg
+        R, C = cfg.pw_rows, cfg.pw_cols
+        AB = cfg.axi_data_width // 8
+        AL = cfg.channel_align
+        op = d.opcode
+        is_pool = op == Opcode.POOL
+        is_conv = op == Opcode.CONV0
+        is_dwpw = op == Opcode.DW_PW
+        is_window = is_conv | is_dwpw
+        is_pw = (op == Opcode.PW) | (op == Opcode.FC)
+
+        def misaligned(value, n):
+            return value[:_log2(n)].any() if n > 1 else Const(0)
+
+        addr_bad = Signal()
+        m.d.comb += addr_bad.eq(
+            misaligned(d.in_addr, AB) | misaligned(d.out_addr, AB)
+            | misaligned(d.pw_param_addr, AB) | (~is_pool & misaligned(d.pw_weight_addr, AB))
+            | (is_dwpw & (misaligned(d.dw_weight_addr, AB) | misaligned(d.dw_param_addr, AB))))
+
+        K, J, n = d.k_chunks, d.j_chunks, d.n_tiles
+        first, mid, last = d.first_tile_pixels, d.tile_pixels, d.last_tile_pixels
+        kr = Signal(16)
+        jc = Signal(16 + _log2(C))
+        m.d.comb += [kr.eq(K << _log2(R)), jc.eq(J << _log2(C))]
+
+        def window_out(size):
+            k, s2 = d.kernel, d.stride == 2
+            same = Mux(s2, (size + 1) >> 1, size)
+            valid = Mux(size >= k, Mux(s2, (size - k) >> 1, size - k) + 1, 0)
+            return Mux(d.padding == Padding.SAME, same, valid)
+
+        dw_kernel_ok = (d.kernel == 3) | (d.kernel == 5) if cfg.max_kernel == 5 else d.kernel == 3
+        vwords = -(-(CONV0_KERNEL**2 * CONV0_CHANNELS) // R)
+        rules = [
+            (n == 0) | (first == 0) | (mid == 0) | (last == 0) | (K == 0) | (J == 0),
+            misaligned(d.in_stride, AL) | misaligned(d.out_stride, AL),
+            jc > d.out_stride,
+            ~is_pool & ((first > cfg.pw_acc_depth) | (mid > cfg.pw_acc_depth)
+                        | (last > cfg.pw_acc_depth)),
+            (is_pw | is_dwpw) & (kr > d.in_stride),
+            is_window & (~((d.stride == 1) | (d.stride == 2)) | (d.in_stride != d.in_c)
+                         | (d.in_w > cfg.lb_max_width)
+                         | (d.out_h != window_out(d.in_h)) | (d.out_w != window_out(d.in_w))),
+            is_dwpw & (~dw_kernel_ok | (d.in_c > cfg.lb_max_channels)
+                       | misaligned(d.in_c, cfg.dw_lanes)),
+            is_conv & ((d.kernel != CONV0_KERNEL) | (d.conv_c != CONV0_CHANNELS)
+                       | (d.in_c != AL) | (K != vwords)),
+            is_pool & ((n != 1) | (K != 1) | (d.out_h != 1) | (d.out_w != 1)
+                       | (jc > d.in_stride)),
+        ]
+        cheap_bad = Signal()
+        m.d.sync += cheap_bad.eq(Cat(*rules).any())
+
+        # The products, one per cycle: registered operands only (pmax, d), one multiplier.
+        pmax = Signal(16)
+        m.d.sync += pmax.eq(Mux(first > mid, Mux(first > last, first, last),
+                                Mux(mid > last, mid, last)))
+        operands = [
+            (d.out_h, d.out_w),                            # output pixels
+            (d.in_h, d.in_w),                              # input pixels
+            ((n - 2)[:16], mid),                           # pixels of the middle tiles
+            (pmax, Mux(is_conv, kr, d.in_stride)),         # the largest tile's input bytes
+            (Mux(is_pool, 1, pmax), d.out_stride),         # the largest write-back
+            (d.in_w, d.in_c),                              # a line-buffer row
+        ]
+        assert len(operands) == _CHECK_PRODUCTS
+        prods = [Signal(32, name=f"chk_prod_{i}") for i in range(_CHECK_PRODUCTS)]
+        n_out, n_in, p_mid, act_bytes, out_bytes, row_bytes = prods
+        mul_a, mul_b = Signal(16), Signal(16)
+        product = Signal(32)
+        m.d.comb += product.eq(mul_a * mul_b)
+        tiles = Signal(34)
+        chk_done, chk_bad = Signal(), Signal()
+        ck = Signal(range(_CHECK_PRODUCTS + 3), init=_CHECK_PRODUCTS + 2)
+        with m.If(ck != _CHECK_PRODUCTS + 2):
+            m.d.sync += ck.eq(ck + 1)
+        with m.Switch(ck):
+            for i, (a, b) in enumerate(operands):
+                with m.Case(i):
+                    m.d.comb += [mul_a.eq(a), mul_b.eq(b)]
+                    m.d.sync += prods[i].eq(product)
+            with m.Case(_CHECK_PRODUCTS):
+                m.d.sync += tiles.eq(Mux(n == 1, first, first + p_mid + last))
+            with m.Case(_CHECK_PRODUCTS + 1):
+                late = [
+                    ~is_pool & (tiles != n_out),
+                    is_pw & (n_in != n_out),
+                    is_pool & (first != n_in),
+                    act_bytes > cfg.act_buf_bytes // 2,
+                    out_bytes > cfg.out_buf_bytes // 2,
+                    is_dwpw & (row_bytes > cfg.lb_max_row_bytes),
+                ]
+                m.d.sync += [chk_done.eq(1), chk_bad.eq(cheap_bad | Cat(*late).any())]
+        with m.If(step_go):
+            m.d.sync += [ck.eq(0), chk_done.eq(0), chk_bad.eq(0)]
+        return addr_bad, chk_done, chk_bad
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
@@ -306,6 +559,7 @@ class Scheduler(wiring.Component):
         step_go = Signal()           # pulse: a step starts (descriptor decoded)
         step_busy = Signal()         # engines of the step still working
         lb_go = Signal()             # pulse: the line buffer's layer is configured
+        addr_bad, chk_done, chk_bad = self._checks(m, d, step_go)
 
         # --- buffers, FIFOs and their flags ------------------------------------------------------
         act_half_words = self.act_words // 2
@@ -539,7 +793,10 @@ class Scheduler(wiring.Component):
         m.d.sync += [
             w_res.eq(w_res + w_issue_beats - (wfifo.r_rdy & wfifo.r_en)),
             p_res.eq(p_res + p_issue_recs - (pfifo.r_rdy & pfifo.r_en)),
-            lb_res.eq(lb_res + Mux(lr_fire, LB_CHUNK_BEATS, 0) - (lbfifo.r_rdy & lbfifo.r_en)),
+            # A map's last chunk is shorter: credit the beats it brings, or the credits
+            # leak run after run until the reader stalls for good.
+            lb_res.eq(lb_res + Mux(lr_fire, (lr_len + (AB - 1)) >> ab_log, 0)
+                      - (lbfifo.r_rdy & lbfifo.r_en)),
         ]
 
         # --- depthwise weights: a byte stream cut into entries of 9·dw_lanes bytes ---------------
@@ -590,8 +847,9 @@ class Scheduler(wiring.Component):
                                  dwp_lanes[k].round_up.eq(rec_out.round_up)]
             m.d.sync += dwp_idx.eq(dwp_idx + 1)
         with m.If(step_go):
+            # dww_n too: bytes a previous step left in the gearbox must not shift this one's.
             m.d.sync += [dww_group.eq(0), dww_part.eq(0), dww_count.eq(0), dwp_group.eq(0),
-                         dwp_idx.eq(0)]
+                         dwp_idx.eq(0), dww_n.eq(0)]
         dw_loaded = (dww_count == dw_entries) & (dwp_group == dw_groups)
 
         # --- line-buffer input: AXI beats → lb_in_lanes-byte pixels to the dw layer or CONV0 -----
@@ -889,7 +1147,8 @@ class Scheduler(wiring.Component):
         w_pending = Signal(16)
         wst_valid = Signal()
         w_done_all = Signal()
-        m.d.comb += w_len.eq(tile_pixels(w_t) * d.out_stride)
+        # POOL's tile is its input map; its output is one pixel.
+        m.d.comb += w_len.eq(Mux(is_pool, 1, tile_pixels(w_t)) * d.out_stride)
         wr_cmd_fire = Signal()
         wd_free = ~wst_valid | self.wr_data.ready
         w_issue = Signal()
@@ -910,7 +1169,8 @@ class Scheduler(wiring.Component):
                                  w_done_all.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.comb += self.wr_cmd.valid.eq(Array(out_full)[wh])
+                # Nothing is written before the descriptor has passed its checks.
+                m.d.comb += self.wr_cmd.valid.eq(Array(out_full)[wh] & chk_done)
                 with m.If(wr_cmd_fire):
                     m.d.sync += [w_cnt.eq(0), w_words.eq((w_len + (AB - 1)) >> ab_log),
                                  w_ptr.eq(w_ptr + w_len)]
@@ -947,6 +1207,15 @@ class Scheduler(wiring.Component):
         # --- main state machine ------------------------------------------------------------------
         dma_error = Signal()
         m.d.comb += dma_error.eq(self.rd_status.error | self.wr_status.error)
+        err = Signal(ErrorCode)      # the error the run ends with, reported with done
+
+        def fail(code):
+            m.d.sync += err.eq(code)
+            m.next = "FINISH"
+
+        def fail_dma():
+            fail(Mux(self.rd_status.error, ErrorCode.DMA_READ, ErrorCode.DMA_WRITE))
+
         with m.If(step_go):
             m.d.sync += step_running.eq(1)
         with m.Elif(self.layer_done | self.done):
@@ -954,8 +1223,14 @@ class Scheduler(wiring.Component):
         with m.FSM(name="main"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += pc.eq(self.program_addr)
-                    m.next = "FETCH"
+                    m.d.sync += [pc.eq(self.program_addr), err.eq(ErrorCode.NONE)]
+                    if ab_log:
+                        with m.If(self.program_addr[:ab_log].any()):
+                            fail(ErrorCode.ALIGN)
+                        with m.Else():
+                            m.next = "FETCH"
+                    else:
+                        m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += fetch_req.eq(1)
                 with m.If(cmd_fire):
@@ -963,51 +1238,70 @@ class Scheduler(wiring.Component):
             with m.State("WAIT_DESC"):
                 with m.If(desc_last):
                     m.next = "DECODE"
+                with m.Elif(dma_error):
+                    fail_dma()
             with m.State("DECODE"):
                 m.d.sync += pc.eq(pc + DESCRIPTOR_BYTES)
-                with m.Switch(d.opcode):
-                    with m.Case(Opcode.END):
-                        m.next = "FINISH"
-                    with m.Case(Opcode.PW, Opcode.FC, Opcode.POOL):
-                        m.d.comb += step_go.eq(1)
-                        m.next = "START"
-                    with m.Case(Opcode.DW_PW):
-                        m.d.comb += step_go.eq(1)
-                        m.next = "DW_LOAD"
-                    with m.Case(Opcode.CONV0):
-                        m.d.comb += step_go.eq(1)
-                        m.next = "CV_CFG"
-                    with m.Default():
-                        m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.OPCODE)]
-                        m.next = "FINISH"
+                with m.If(dma_error):
+                    # The descriptor itself may be garbage (a SLVERR on its fetch).
+                    fail_dma()
+                with m.Else():
+                    with m.Switch(d.opcode):
+                        with m.Case(Opcode.END):
+                            m.next = "FINISH"
+                        with m.Case(Opcode.PW, Opcode.FC, Opcode.POOL, Opcode.DW_PW,
+                                    Opcode.CONV0):
+                            with m.If(addr_bad):
+                                fail(ErrorCode.ALIGN)
+                            with m.Else():
+                                m.d.comb += step_go.eq(1)
+                                with m.Switch(d.opcode):
+                                    with m.Case(Opcode.DW_PW):
+                                        m.next = "DW_LOAD"
+                                    with m.Case(Opcode.CONV0):
+                                        m.next = "CV_CFG"
+                                    with m.Default():
+                                        m.next = "START"
+                        with m.Default():
+                            fail(ErrorCode.OPCODE)
             with m.State("DW_LOAD"):
                 # The layer's weights and parameters must be in before its windows.
-                with m.If(dw_loaded):
+                with m.If(chk_bad):
+                    fail(ErrorCode.SHAPE)
+                with m.Elif(dma_error):
+                    fail_dma()
+                with m.Elif(dw_loaded):
                     m.next = "DW_CFG"
             with m.State("DW_CFG"):
-                m.d.comb += self.dw_cfg.valid.eq(1)
-                with m.If(self.dw_cfg.ready):
-                    m.d.comb += lb_go.eq(1)
-                    m.next = "RUN"
+                with m.If(chk_bad):
+                    fail(ErrorCode.SHAPE)
+                with m.Else():
+                    m.d.comb += self.dw_cfg.valid.eq(1)
+                    with m.If(self.dw_cfg.ready):
+                        m.d.comb += lb_go.eq(1)
+                        m.next = "RUN"
             with m.State("CV_CFG"):
-                m.d.comb += self.cv_cfg.valid.eq(1)
-                with m.If(self.cv_cfg.ready):
-                    m.d.comb += lb_go.eq(1)
-                    m.next = "RUN"
+                with m.If(chk_bad):
+                    fail(ErrorCode.SHAPE)
+                with m.Else():
+                    m.d.comb += self.cv_cfg.valid.eq(1)
+                    with m.If(self.cv_cfg.ready):
+                        m.d.comb += lb_go.eq(1)
+                        m.next = "RUN"
             with m.State("START"):
                 # step_go's registers take effect this cycle; step_busy is valid from now.
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(~step_busy):
+                # A step cannot end before its checks: its write-back waits for them.
+                with m.If(chk_bad):
+                    fail(ErrorCode.SHAPE)
+                with m.Elif(dma_error):
+                    fail_dma()
+                with m.Elif(~step_busy):
                     m.d.comb += self.layer_done.eq(1)
                     m.next = "FETCH"
-                with m.Elif(dma_error):
-                    m.d.comb += [self.error.eq(1),
-                                 self.error_code.eq(Mux(self.rd_status.error,
-                                                        ErrorCode.DMA_READ,
-                                                        ErrorCode.DMA_WRITE))]
-                    m.next = "FINISH"
             with m.State("FINISH"):
-                m.d.comb += self.done.eq(1)
+                m.d.comb += [self.done.eq(1), self.error.eq(err != ErrorCode.NONE),
+                             self.error_code.eq(err)]
                 m.next = "IDLE"
         return m

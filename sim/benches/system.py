@@ -6,26 +6,52 @@ and at interrupts, never per cycle of the datapath.
 
 For each run in ``params["runs"]`` the host
 
-1. loads the memory image (a binary file) at address 0 of the RAM,
+1. loads the memory image (a binary file) at address 0 of the RAM and zeroes the rest, so
+   that a write outside the image shows in the readback; sets the run's stall pattern,
 2. writes ``PROGRAM_ADDR``, enables the DONE, ERROR and LAYER interrupts and sets
    ``CTRL.IRQ_EN | CTRL.START``,
-3. waits for ``irq`` (a bounded wait: ``max_cycles`` clock cycles in all, after which the
+3. optionally, at a given cycle after the start, writes ``CTRL.START`` again (it must be
+   ignored and flagged) or ``CTRL.SOFT_RESET`` followed at once by a new start (the run
+   begins again from the first descriptor),
+4. waits for ``irq`` (a bounded wait: ``max_cycles`` clock cycles in all, after which the
    run is recorded with ``timeout`` and the accelerator soft-reset); on each interrupt it
    clears ``IRQ_STATUS`` first, then reads ``LAYER_COUNT`` and ``LAYER_CYCLES`` (a layer
    finishing meanwhile raises the interrupt again, so none is missed unless two finish
    within the few cycles of the register reads: then the skipped layer's cycles are
    recorded as None),
-4. once ``STATUS.DONE``: reads ``STATUS``, ``CYCLES``, ``READ_STALL``, ``WRITE_STALL`` and
+5. once ``STATUS.DONE``: reads ``STATUS``, ``CYCLES``, ``READ_STALL``, ``WRITE_STALL`` and
    writes the whole RAM to the run's ``readback`` file.
 
 Parameters (``bench_params()``): ``mem_size`` (bytes), ``runs`` (list of ``{"image": path,
-"program_addr": int, "readback": path, "max_cycles": int}``), ``pause`` (``"none"``, or
-``"random"``: each AXI channel of the RAM stalls in a cycle with its own probability, which
-exercises every stream's backpressure and the read credits) and ``seed``.
+"program_addr": int, "readback": path, "max_cycles": int}``, optionally with ``"pause"`` (a
+pattern for this run), ``"start_twice_at"`` or ``"soft_reset_at"`` (cycles after the start
+write)), ``pause`` (the pattern of runs that name none) and ``seed``.
+
+Stall patterns (:data:`PATTERNS`; every channel of the RAM: AR, R, AW, W, B):
+
+``none``
+    The RAM answers as fast as cocotbext-axi's ``AxiRam`` does (a cycle or two).
+``random``
+    Each channel stalls in a cycle with its own probability (0.2–0.5): backpressure
+    everywhere, out of step.
+``bursty``
+    Each channel alternates stalled and free runs of random lengths (up to 24–48 and
+    40–64 cycles): long outages, as a DRAM refresh or a busy interconnect gives.
+``slow-read``
+    Every read burst waits 4–40 cycles (random per burst) after the RAM has taken its
+    address before its data starts (a read latency that varies per request; ``AxiRam`` has
+    no latency of its own, so the address is held back from its read process), AR stalls
+    half the cycles and R 30 %; writes are free.
+``slow-write``
+    AW stalls half the cycles, W 80 % (a fifth of a beat per cycle, slower than the
+    requantizer's output on every preset), B in bursts (up to 16 cycles stalled, up to 8
+    free); reads are free.
 
 Records ``runs``: per run ``status``, ``error_code``, ``cycles``, ``layer_count``,
-``layer_cycles`` (list, index = layer), ``read_stall``, ``write_stall``, ``irqs``, ``timeout`` and
-``wall_cycles`` (clock cycles from the start write to seeing DONE, host included).
+``layer_cycles`` (list, index = layer), ``read_stall``, ``write_stall``, ``irqs``, ``timeout``,
+``wall_cycles`` (clock cycles from the start write to seeing DONE, host included) and
+``control`` (what step 3 saw: ``busy_at_second_start`` and ``status_after_second_start``;
+``layers_before_reset`` and ``status_after_reset``).
 """
 
 from __future__ import annotations
@@ -46,6 +72,9 @@ from mnaccel.sim.benches.common import bench_params, record, reset, start_clock
 
 PERIOD_NS = 10
 
+#: The stall patterns (module docstring).
+PATTERNS = ("none", "random", "bursty", "slow-read", "slow-write")
+
 
 def _cycle() -> int:
     """Clock cycles since time 0, from the simulation time (no per-cycle coroutine)."""
@@ -60,6 +89,75 @@ def _high(signal) -> bool:
 
 def _bit(reg: str, field: str) -> int:
     return 1 << register(reg).field(field).lsb
+
+
+def _coin(rng: random.Random, p: float):
+    return (rng.random() < p for _ in itertools.count())
+
+
+def _bursts(rng: random.Random, max_on: int, max_off: int):
+    while True:
+        yield from itertools.repeat(True, rng.randint(1, max_on))
+        yield from itertools.repeat(False, rng.randint(1, max_off))
+
+
+def _pattern(kind: str, rng: random.Random):
+    """Pause generators for (AR, R, AW, W, B) (None: never stalls) and the read latency
+    range (None: none added)."""
+    if kind == "none":
+        return (None,) * 5, None
+    if kind == "random":
+        return tuple(_coin(rng, p) for p in (0.2, 0.4, 0.3, 0.35, 0.5)), None
+    if kind == "bursty":
+        return tuple(_bursts(rng, on, off)
+                     for on, off in ((24, 40), (48, 64), (24, 40), (48, 64), (32, 48))), None
+    if kind == "slow-read":
+        return (_coin(rng, 0.5), _coin(rng, 0.3), None, None, None), (4, 40)
+    if kind == "slow-write":
+        return (None, None, _coin(rng, 0.5), _coin(rng, 0.8), _bursts(rng, 16, 8)), None
+    raise ValueError(f"pause must be one of {', '.join(PATTERNS)}, not {kind!r}")
+
+
+class Memory:
+    """The external memory: an ``AxiRam`` whose channels stall to a pattern."""
+
+    def __init__(self, dut, size: int):
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator=BUS_SEPARATOR),
+                          dut.clk, dut.rst, size=size)
+        self.size = size
+        self._clk = dut.clk
+        self._latency = None
+        self._rng = random.Random(0)
+        read_if = self.ram.read_if
+        recv = read_if.ar_channel.recv
+
+        async def recv_late():
+            # The read process takes the next address; holding it back delays that burst's
+            # data (and, in order, everything behind it).
+            ar = await recv()
+            if self._latency is not None:
+                await ClockCycles(self._clk, self._rng.randint(*self._latency))
+            return ar
+
+        # Replaced before the read process first runs (it is scheduled, not yet started).
+        read_if.ar_channel.recv = recv_late
+
+    def load(self, image: bytes) -> None:
+        self.ram.write(0, image)
+        self.ram.write(len(image), bytes(self.size - len(image)))
+
+    def stall(self, kind: str, rng: random.Random) -> None:
+        gens, self._latency = _pattern(kind, rng)
+        self._rng = rng
+        channels = (self.ram.read_if.ar_channel, self.ram.read_if.r_channel,
+                    self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
+                    self.ram.write_if.b_channel)
+        for channel, gen in zip(channels, gens, strict=True):
+            if gen is None:
+                channel.clear_pause_generator()
+                channel.pause = False
+            else:
+                channel.set_pause_generator(gen)
 
 
 class Host:
@@ -85,17 +183,38 @@ class Host:
         return lo | await self.rd(f"{name}_HI") << 32
 
 
-async def _run(dut, host: Host, ram: AxiRam, run: dict, index: int, cycle) -> dict:
-    image = Path(run["image"]).read_bytes()
-    ram.write(0, image)
+async def _wait_until(dut, cycle, when: int) -> None:
+    if when > cycle():
+        await ClockCycles(dut.clk, when - cycle())
+
+
+async def _run(dut, host: Host, mem: Memory, run: dict, cycle) -> dict:
+    mem.load(Path(run["image"]).read_bytes())
     addr = run["program_addr"]
     await host.wr("PROGRAM_ADDR_LO", addr & 0xFFFFFFFF)
     await host.wr("PROGRAM_ADDR_HI", addr >> 32)
     await host.wr("IRQ_ENABLE", _bit("IRQ_ENABLE", "DONE") | _bit("IRQ_ENABLE", "ERROR")
                   | _bit("IRQ_ENABLE", "LAYER"))
     await host.wr("IRQ_STATUS", 0x7)
+    irq_en = _bit("CTRL", "IRQ_EN")
     t0 = cycle()
-    await host.wr("CTRL", _bit("CTRL", "IRQ_EN") | _bit("CTRL", "START"))
+    await host.wr("CTRL", irq_en | _bit("CTRL", "START"))
+    control = {}
+    if "start_twice_at" in run:
+        await _wait_until(dut, cycle, t0 + run["start_twice_at"])
+        control["busy_at_second_start"] = bool(await host.rd("STATUS")
+                                               & _bit("STATUS", "BUSY"))
+        await host.wr("CTRL", irq_en | _bit("CTRL", "START"))
+        control["status_after_second_start"] = await host.rd("STATUS")
+    if "soft_reset_at" in run:
+        await _wait_until(dut, cycle, t0 + run["soft_reset_at"])
+        control["layers_before_reset"] = await host.rd("LAYER_COUNT")
+        await host.wr("CTRL", irq_en | _bit("CTRL", "SOFT_RESET"))
+        control["status_after_reset"] = await host.rd("STATUS")
+        await host.wr("IRQ_STATUS", 0x7)
+        # At once: the start waits for the accelerator to drain the bus.
+        t0 = cycle()
+        await host.wr("CTRL", irq_en | _bit("CTRL", "START"))
     deadline = t0 + run["max_cycles"]
     layer_cycles: dict[int, int] = {}
     irqs = 0
@@ -131,12 +250,13 @@ async def _run(dut, host: Host, ram: AxiRam, run: dict, index: int, cycle) -> di
         "irqs": irqs,
         "wall_cycles": wall,
         "timeout": timeout,
+        "control": control,
     }
     if timeout:
         # Unstick the datapath so that the next run starts clean.
         await host.wr("CTRL", _bit("CTRL", "SOFT_RESET"))
     await host.wr("IRQ_STATUS", 0x7)
-    Path(run["readback"]).write_bytes(ram.read(0, len(ram.mem)))
+    Path(run["readback"]).write_bytes(mem.ram.read(0, mem.size))
     return result
 
 
@@ -144,23 +264,17 @@ async def _run(dut, host: Host, ram: AxiRam, run: dict, index: int, cycle) -> di
 async def run_programs(dut):
     p = bench_params()
     start_clock(dut.clk, PERIOD_NS)
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator=BUS_SEPARATOR), dut.clk,
-                 dut.rst, size=p["mem_size"])
+    mem = Memory(dut, p["mem_size"])
     host = Host(dut)
     # The AXI models log every transaction at INFO; a network run would drown the log.
     for port in ("m_axi", "s_axil"):
         logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
-    if p.get("pause", "none") == "random":
-        rng = random.Random(p.get("seed", 0))
-        channels = (ram.read_if.ar_channel, ram.read_if.r_channel, ram.write_if.aw_channel,
-                    ram.write_if.w_channel, ram.write_if.b_channel)
-        for k, channel in enumerate(channels):
-            prob = (0.2, 0.4, 0.3, 0.35, 0.5)[k]
-            channel.set_pause_generator(rng.random() < prob for _ in itertools.count())
-    elif p.get("pause", "none") != "none":
-        raise ValueError(f"pause must be 'none' or 'random', not {p['pause']!r}")
+    default = p.get("pause", "none")
+    for run in p["runs"]:
+        _pattern(run.get("pause", default), random.Random(0))   # a bad name fails first
     await reset(dut)
     results = []
     for i, run in enumerate(p["runs"]):
-        results.append(await _run(dut, host, ram, run, i, _cycle))
+        mem.stall(run.get("pause", default), random.Random(p.get("seed", 0) * 7919 + i))
+        results.append(await _run(dut, host, mem, run, _cycle))
     record(runs=results)
