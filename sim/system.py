@@ -29,10 +29,11 @@ from mnaccel.hw.accelerator import Accelerator
 from mnaccel.hw.config import AccelConfig
 from mnaccel.hw.descriptor import Opcode
 from mnaccel.sim.build import build_root
+from mnaccel.sim.memory import RAM_MIN_BYTES, RAM_SOURCE, AcceleratorWithRam
 from mnaccel.sim.runner import run_bench
 
-__all__ = ["PAUSE_PATTERNS", "RUN_OPTIONS", "RunResult", "check_outputs", "check_writes",
-           "hardware_outputs", "run_images", "run_program", "run_programs"]
+__all__ = ["MEMORIES", "PAUSE_PATTERNS", "RUN_OPTIONS", "RunResult", "check_outputs",
+           "check_writes", "hardware_outputs", "run_images", "run_program", "run_programs"]
 
 BENCH = "mnaccel.sim.benches.system"
 
@@ -41,6 +42,9 @@ BENCH = "mnaccel.sim.benches.system"
 PAUSE_PATTERNS = ("none", "random", "bursty", "slow-read", "slow-write")
 #: Options a run may carry (:func:`run_images`).
 RUN_OPTIONS = ("pause", "start_twice_at", "soft_reset_at", "max_cycles")
+#: External memories of the system bench: cocotbext-axi's AxiRam (Python; stall patterns)
+#: or the Verilog model of :mod:`mnaccel.sim.memory` (inside the simulator; fast).
+MEMORIES = ("axiram", "verilog")
 
 
 @dataclass
@@ -99,7 +103,8 @@ def _name(config: AccelConfig) -> str:
 
 def run_images(config: AccelConfig, images: list[tuple], *, max_cycles: int = 1_000_000,
                pause: str = "none", seed: int = 0, simulator: str = "verilator",
-               waves: bool = False) -> list[RunResult]:
+               waves: bool = False, memory: str = "axiram",
+               progress: bool = False) -> list[RunResult]:
     """Run each ``(image, program_addr)`` or ``(image, program_addr, options)`` in turn on
     one simulated accelerator, without a reset in between.
 
@@ -114,7 +119,15 @@ def run_images(config: AccelConfig, images: list[tuple], *, max_cycles: int = 1_
     start, and records ``STATUS`` in ``RunResult.control``) and ``"soft_reset_at"`` (the
     host writes ``CTRL.SOFT_RESET`` that many cycles after its start, then ``CTRL.START``
     at once: the results are those of the second start).
+
+    ``memory="verilog"`` puts the RAM inside the simulator instead
+    (:class:`mnaccel.sim.memory.AcceleratorWithRam`: a fixed read latency, no stalls), so
+    that Python runs only at register accesses and interrupts — the fast way to simulate
+    a whole network; stall patterns other than ``"none"`` need ``memory="axiram"``.
+    ``progress`` prints a line to stderr as each step finishes.
     """
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {MEMORIES}, not {memory!r}")
     size = max(len(job[0]) for job in images)
     mem = 1 << max(16, (size - 1).bit_length())
     work = build_root() / "runs"
@@ -127,6 +140,8 @@ def run_images(config: AccelConfig, images: list[tuple], *, max_cycles: int = 1_
         if opts.get("pause", pause) not in PAUSE_PATTERNS:
             raise ValueError(f"pause must be one of {PAUSE_PATTERNS}, not "
                              f"{opts.get('pause', pause)!r}")
+        if memory == "verilog" and opts.get("pause", pause) != "none":
+            raise ValueError("stall patterns need memory='axiram'")
     with tempfile.TemporaryDirectory(dir=work, prefix="system-") as tmp:
         runs = []
         for i, job in enumerate(images):
@@ -137,10 +152,20 @@ def run_images(config: AccelConfig, images: list[tuple], *, max_cycles: int = 1_
             runs.append({"image": str(path), "program_addr": int(addr),
                          "readback": str(Path(tmp) / f"readback{i}.bin"),
                          "max_cycles": int(max_cycles), **opts})
-        rec = run_bench(Accelerator(config), name=_name(config), bench=BENCH,
-                        params={"mem_size": mem, "runs": runs, "pause": pause,
-                                "seed": seed}, simulator=simulator,
-                        waves=waves)
+        params = {"mem_size": mem, "runs": runs, "pause": pause, "seed": seed,
+                  "memory": memory, "word_bytes": config.axi_data_width // 8,
+                  "progress": bool(progress)}
+        if memory == "verilog":
+            # One capacity for every image up to 16 MB (MobileNetV1 1.0/224 is 10 MB), so
+            # that the runs of a configuration share one build; the readback is `mem` bytes.
+            capacity = max(mem, RAM_MIN_BYTES)
+            rec = run_bench(AcceleratorWithRam(config, mem_bytes=capacity),
+                            name=f"accelerator_ram_{config.config_id}_{capacity.bit_length() - 1}",
+                            bench=BENCH, params=params, simulator=simulator, waves=waves,
+                            extra_sources=[RAM_SOURCE])
+        else:
+            rec = run_bench(Accelerator(config), name=_name(config), bench=BENCH,
+                            params=params, simulator=simulator, waves=waves)
         results = []
         for job, run, r in zip(images, runs, rec["runs"], strict=True):
             results.append(RunResult(memory=Path(run["readback"]).read_bytes(),

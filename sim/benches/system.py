@@ -1,8 +1,8 @@
 """System bench of :class:`mnaccel.hw.accelerator.Accelerator`: memory, registers, interrupt.
 
-The accelerator's ``m_axi`` port is bound to cocotbext-axi's ``AxiRam`` (external memory) and
-its ``s_axil`` port to an ``AxiLiteMaster`` (the host). Python runs only in the AXI models
-and at interrupts, never per cycle of the datapath.
+The accelerator's ``m_axi`` port is bound to an external memory (below) and its ``s_axil``
+port to an ``AxiLiteMaster`` (the host). Python runs only in the memory model (AxiRam) and
+at interrupts, never per cycle of the datapath.
 
 For each run in ``params["runs"]`` the host
 
@@ -22,10 +22,18 @@ For each run in ``params["runs"]`` the host
 5. once ``STATUS.DONE``: reads ``STATUS``, ``CYCLES``, ``READ_STALL``, ``WRITE_STALL`` and
    writes the whole RAM to the run's ``readback`` file.
 
-Parameters (``bench_params()``): ``mem_size`` (bytes), ``runs`` (list of ``{"image": path,
-"program_addr": int, "readback": path, "max_cycles": int}``, optionally with ``"pause"`` (a
-pattern for this run), ``"start_twice_at"`` or ``"soft_reset_at"`` (cycles after the start
-write)), ``pause`` (the pattern of runs that name none) and ``seed``.
+External memory (``params["memory"]``): ``"axiram"`` (default), cocotbext-axi's ``AxiRam``
+in Python, with the stall patterns below; or ``"verilog"``, the RAM model inside the
+simulator (:mod:`mnaccel.sim.memory`; the design is then
+:class:`~mnaccel.sim.memory.AcceleratorWithRam`), loaded and read back through files, with
+a fixed read latency and no Python per beat — whole networks in minutes.
+
+Parameters (``bench_params()``): ``memory``, ``word_bytes`` (bus width in bytes, for the
+Verilog memory), ``progress`` (print a line per finished step to stderr), ``mem_size``
+(bytes), ``runs`` (list of ``{"image": path, "program_addr": int, "readback": path,
+"max_cycles": int}``, optionally with ``"pause"`` (a pattern for this run),
+``"start_twice_at"`` or ``"soft_reset_at"`` (cycles after the start write)), ``pause``
+(the pattern of runs that name none) and ``seed``.
 
 Stall patterns (:data:`PATTERNS`; every channel of the RAM: AR, R, AW, W, B):
 
@@ -59,6 +67,8 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import sys
+import warnings
 from pathlib import Path
 
 import cocotb
@@ -69,8 +79,13 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
 from mnaccel.hw.axi import BUS_SEPARATOR
 from mnaccel.hw.csr import register
 from mnaccel.sim.benches.common import bench_params, record, reset, start_clock
+from mnaccel.sim.memory import read_dump_hex, write_image_hex
 
 PERIOD_NS = 10
+
+# cocotbext-axi still calls cocotb 1.x APIs that cocotb 2 deprecates; the warnings say
+# nothing about the design and would bury the user's output.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
 
 #: The stall patterns (module docstring).
 PATTERNS = ("none", "random", "bursty", "slow-read", "slow-write")
@@ -142,9 +157,12 @@ class Memory:
         # Replaced before the read process first runs (it is scheduled, not yet started).
         read_if.ar_channel.recv = recv_late
 
-    def load(self, image: bytes) -> None:
+    async def load(self, image: bytes) -> None:
         self.ram.write(0, image)
         self.ram.write(len(image), bytes(self.size - len(image)))
+
+    async def read_all(self) -> bytes:
+        return self.ram.read(0, self.size)
 
     def stall(self, kind: str, rng: random.Random) -> None:
         gens, self._latency = _pattern(kind, rng)
@@ -158,6 +176,39 @@ class Memory:
                 channel.pause = False
             else:
                 channel.set_pause_generator(gen)
+
+
+class VerilogMemory:
+    """The external memory inside the simulator (:class:`mnaccel.sim.memory.AcceleratorWithRam`).
+
+    Loaded and read back through files in the simulator's working directory; it has no
+    stall patterns (only ``"none"``).
+    """
+
+    def __init__(self, dut, size: int, word_bytes: int):
+        self.dut, self.size, self.word = dut, size, word_bytes
+        dut.mem_load.value = 0
+        dut.mem_dump.value = 0
+        dut.mem_dump_words.value = 0
+
+    async def _pulse(self, signal) -> None:
+        signal.value = 1
+        await RisingEdge(self.dut.clk)
+        signal.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def load(self, image: bytes) -> None:
+        write_image_hex(Path("mem_image.hex"), image, self.word)
+        await self._pulse(self.dut.mem_load)     # zeroes the RAM, then reads the file
+
+    async def read_all(self) -> bytes:
+        self.dut.mem_dump_words.value = self.size // self.word
+        await self._pulse(self.dut.mem_dump)
+        return read_dump_hex(Path("mem_dump.hex"), self.word)
+
+    def stall(self, kind: str, rng: random.Random) -> None:
+        if kind != "none":
+            raise ValueError(f"the Verilog memory has no stall pattern {kind!r}")
 
 
 class Host:
@@ -188,8 +239,8 @@ async def _wait_until(dut, cycle, when: int) -> None:
         await ClockCycles(dut.clk, when - cycle())
 
 
-async def _run(dut, host: Host, mem: Memory, run: dict, cycle) -> dict:
-    mem.load(Path(run["image"]).read_bytes())
+async def _run(dut, host: Host, mem, run: dict, cycle, progress: bool = False) -> dict:
+    await mem.load(Path(run["image"]).read_bytes())
     addr = run["program_addr"]
     await host.wr("PROGRAM_ADDR_LO", addr & 0xFFFFFFFF)
     await host.wr("PROGRAM_ADDR_HI", addr >> 32)
@@ -232,6 +283,10 @@ async def _run(dut, host: Host, mem: Memory, run: dict, cycle) -> dict:
         count = await host.rd("LAYER_COUNT")
         if pending & _bit("IRQ_STATUS", "LAYER") and count:
             layer_cycles[count - 1] = await host.rd64("LAYER_CYCLES")
+            if progress:
+                # Straight to the terminal: the simulator's log level hides INFO.
+                print(f"  step {count} done at cycle {cycle() - t0:,}", file=sys.__stderr__,
+                      flush=True)
         status = await host.rd("STATUS")
         if status & _bit("STATUS", "DONE"):
             break
@@ -256,7 +311,7 @@ async def _run(dut, host: Host, mem: Memory, run: dict, cycle) -> dict:
         # Unstick the datapath so that the next run starts clean.
         await host.wr("CTRL", _bit("CTRL", "SOFT_RESET"))
     await host.wr("IRQ_STATUS", 0x7)
-    Path(run["readback"]).write_bytes(mem.ram.read(0, mem.size))
+    Path(run["readback"]).write_bytes(await mem.read_all())
     return result
 
 
@@ -264,7 +319,10 @@ async def _run(dut, host: Host, mem: Memory, run: dict, cycle) -> dict:
 async def run_programs(dut):
     p = bench_params()
     start_clock(dut.clk, PERIOD_NS)
-    mem = Memory(dut, p["mem_size"])
+    if p.get("memory", "axiram") == "verilog":
+        mem = VerilogMemory(dut, p["mem_size"], p["word_bytes"])
+    else:
+        mem = Memory(dut, p["mem_size"])
     host = Host(dut)
     # The AXI models log every transaction at INFO; a network run would drown the log.
     for port in ("m_axi", "s_axil"):
@@ -276,5 +334,5 @@ async def run_programs(dut):
     results = []
     for i, run in enumerate(p["runs"]):
         mem.stall(run.get("pause", default), random.Random(p.get("seed", 0) * 7919 + i))
-        results.append(await _run(dut, host, mem, run, _cycle))
+        results.append(await _run(dut, host, mem, run, _cycle, p.get("progress", False)))
     record(runs=results)

@@ -16,9 +16,15 @@ stdout gets one row per step (descriptor; a fused ``DW_PW`` step covers a depthw
 pointwise layer): cycles from the hardware's ``LAYER_CYCLES`` counter, MACs and utilization
 = MACs ÷ (cycles × ``config.multipliers``), then the totals (``CYCLES``).
 
-The simulator's own log goes to stderr. ``--dump DIR`` writes the ``mnaccel golden`` dump
-format (:mod:`mnaccel.sim.commands.golden`) from the hardware's outputs (also after a mismatch,
-to look at), with in addition ``"config"``, ``"total_cycles"``, ``"multipliers"`` and
+External memory is the Verilog RAM model inside the simulator by default (``--memory
+verilog``: no Python per bus beat, a whole MobileNetV1 in minutes) or cocotbext-axi's
+``AxiRam`` (``--memory axiram``); their timings differ by a few cycles per burst
+(docs/hw/simulation.md). A line per finished step and the simulator's warnings go to
+stderr (cocotb's INFO log is off unless ``COCOTB_LOG_LEVEL`` says otherwise).
+
+``--dump DIR`` writes the ``mnaccel golden`` dump format
+(:mod:`mnaccel.sim.commands.golden`) from the hardware's outputs (also after a mismatch, to
+look at), with in addition ``"config"``, ``"total_cycles"``, ``"multipliers"`` and
 ``"utilization"`` at the top of ``manifest.json`` and ``"cycles"`` and ``"macs"`` on each layer
 entry: ``macs`` the layer's own, ``cycles`` those of the step the layer ends (``null`` for a
 depthwise layer fused into the following pointwise layer, whose entry carries the step's
@@ -79,6 +85,9 @@ def register(subparsers, add_model_args) -> None:
                    help="dump a waveform (Verilator --trace-fst; its path is logged)")
     p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
                    help="HDL simulator (default verilator; icarus needs iverilog on PATH)")
+    p.add_argument("--memory", choices=("verilog", "axiram"), default="verilog",
+                   help="external memory model: verilog (default; inside the simulator, "
+                   "fast) or axiram (cocotbext-axi in Python); docs/hw/simulation.md")
     p.set_defaults(run=run)
 
 
@@ -155,6 +164,18 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _quiet_simulator():
+    """cocotb's INFO log (a banner, every test's start and end) only hides the progress."""
+    saved = os.environ.get("COCOTB_LOG_LEVEL")
+    os.environ["COCOTB_LOG_LEVEL"] = saved or "WARNING"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["COCOTB_LOG_LEVEL"]
+
+
 def _fmt(x) -> str:
     return "?" if x is None else f"{x:,}"
 
@@ -203,9 +224,10 @@ def run(args: argparse.Namespace) -> int:
         progress.show(f"building (cached per preset) and simulating {len(steps)} steps on "
                       f"{args.simulator} ...")
         try:
-            with _stdout_to_stderr():
+            with _stdout_to_stderr(), _quiet_simulator():
                 result = run_program(program, x, max_cycles=budget + 100_000,
-                                     simulator=args.simulator, waves=args.waves)
+                                     simulator=args.simulator, waves=args.waves,
+                                     memory=args.memory, progress=True)
         except (AssertionError, RuntimeError) as exc:
             # The bench itself failed (or the build did): no result to compare or dump.
             progress.done()
