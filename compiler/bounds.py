@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (Pointwise and DepthwiseArray are built only for their timing properties.)
 """Lower bounds on a plan's cycles: what no schedule on this hardware can beat.
 
 The cycle model (:mod:`mnaccel.compiler.cycle_model`) predicts what the scheduler does; this
