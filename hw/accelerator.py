@@ -56,7 +56,9 @@ class Accelerator(wiring.Component):
     max_burst : int
         Longest AXI burst the DMA issues (beats).
     ecp5_dsp : bool
-        Build the requantizers' wide products from ECP5 ``MULT18X18D`` primitives (see
+        Build the pointwise array's multipliers and accumulator memory and the requantizers'
+        wide products from ECP5 primitives with their registers (``MULT18X18D``, ``DP16KD``;
+        see :class:`~mnaccel.hw.pointwise.Pointwise` and
         :class:`~mnaccel.hw.requantizer.Requantizer`); False gives portable Verilog.
 
     Members
@@ -90,7 +92,7 @@ class Accelerator(wiring.Component):
         # Built here rather than through the blocks' from_config, so that this file's
         # UnusedElaboratable pragma covers an Accelerator made only for its properties.
         self.pointwise = Pointwise(rows=config.pw_rows, cols=config.pw_cols,
-                                   acc_depth=config.pw_acc_depth)
+                                   acc_depth=config.pw_acc_depth, ecp5=ecp5_dsp)
         self.requantizer = Requantizer(lanes=config.rq_lanes, ecp5_dsp=ecp5_dsp)
         self.dma = DMA(data_width=config.axi_data_width, addr_width=config.axi_addr_width,
                        len_width=LEN_WIDTH, max_burst=max_burst)

@@ -4,11 +4,16 @@ The PE is weight-stationary (see :mod:`mnaccel.hw.pointwise` for why): it holds 
 weights, one per *bank*, multiplies the activation passing through it by the weight of the
 bank that activation names, adds the product to the partial sum coming from the PE above
 and passes the activation (with its bank bit) to the right and the sum down.
+
+The multiply is pipelined so that the DSP block's own registers hold its operands and its
+product, and the routes to and from the DSP rows have cycles of their own: an ECP5
+``MULT18X18D`` used combinationally, with those routes, limited the array to ~65 MHz
+(docs/synthesis.md).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,21 +38,40 @@ def product_sum_width(terms: int) -> int:
 
 
 class PE(wiring.Component):
-    """An int8 × int8 multiply-accumulate cell with double-buffered weights.
+    """An int8 × int8 multiply-accumulate cell with double-buffered weights, pipelined.
 
-    Each enabled cycle::
+    Timing, in enabled cycles (``en`` high; nothing changes otherwise), with
+    ``L =`` :attr:`latency`::
 
-        sum_out <= sum_in + x_in * weight[bank_in]
-        x_out   <= x_in;  bank_out <= bank_in
+        x_out(t + 1)   = x_in(t);   bank_out(t + 1) = bank_in(t)
+        sum_out(t + L) = sum_in(t + L − 1) + x_in(t) · weight[bank_in(t)]
 
-    The weight of bank ``w_bank`` is replaced by ``w_data`` in enabled cycles with
-    ``w_en``. Because the bank bit travels with the activation, the PE switches from one
-    weight tile to the next exactly between two activations, and the other bank may be
-    rewritten meanwhile. Nothing changes in a cycle without ``en`` (the array's global
-    stall).
+    i.e. the activation and the partial sum each pass one register, and the product of the
+    activation of cycle ``t`` joins the sum ``L − 1`` cycles later. In a grid every PE has
+    the same ``L``, so the sums merely run ``L − 1`` cycles behind the activations. The
+    product's pipeline, one register per step:
+
+    1. the operands in fabric: ``x_out`` and the selected weight ``weight[bank_in]``;
+    2. the operands again, for the multiplier alone;
+    3. the multiplier's input registers;
+    4. its output register (with ``ecp5_dsp`` 3 and 4 are the ``MULT18X18D``'s own);
+    5. the product in fabric, and 6. again, for the adder alone;
+    7. ``sum_out = sum_in + product``.
+
+    The DSP blocks sit in three rows across the die, and the placer cannot put every PE's
+    DSP next to its neighbours' (the grid's two directions do not fit a row), so the fabric
+    around a PE may sit far from its DSP: steps 2 and 5 give the routes to and from the DSP
+    two register hops each (on the LFE5U-85F single hops took up to 6.7 ns).
+
+    The weight of bank ``w_bank`` is replaced by ``w_data`` in enabled cycles with ``w_en``;
+    the activation entering in that cycle still uses the old weight. Because the bank bit
+    travels with the activation, the PE switches from one weight tile to the next exactly
+    between two activations, and the other bank may be rewritten meanwhile.
 
     Operands are raw int8 values: no zero point is subtracted here (the compiler folds the
-    input zero point into the bias, see :mod:`mnaccel.hw.pointwise`).
+    input zero point into the bias, see :mod:`mnaccel.hw.pointwise`). No register is reset:
+    which sums are meaningful is tracked outside, and a reset would keep the DSP's
+    registers from being used (and cost routing).
 
     Parameters
     ----------
@@ -58,11 +82,16 @@ class PE(wiring.Component):
         Width of the signed partial sum passed down; at least 16 and at least
         ``sum_in_width``. The caller sizes it so that the sum cannot overflow (see
         :func:`product_sum_width`); wider bits are dropped, narrower ones wrap.
+    ecp5_dsp : bool
+        Instantiate an ECP5 ``MULT18X18D`` with its input and output registers (steps 2 and
+        3) instead of leaving the multiplier to Yosys' inference, which puts no register
+        inside the DSP. Same timing and arithmetic; simulating it needs a model of the
+        primitive (the tests use ``tests/hw/mult18x18d_model.v``).
 
     Members
     -------
     en : In(1)
-        Advance: register the sum and the passed-on activation, perform a weight write.
+        Advance: every register of the PE moves, a weight write takes effect.
     x_in : In(signed(8))
         Activation from the left.
     bank_in : In(1)
@@ -80,17 +109,23 @@ class PE(wiring.Component):
     bank_out : Out(1)
         ``bank_in`` delayed one enabled cycle.
     sum_out : Out(signed(sum_out_width))
-        ``sum_in + x_in * weight[bank_in]``, registered, to the PE below.
+        ``sum_in`` plus the product of the activation of ``latency`` cycles ago,
+        registered, to the PE below.
 
     Attributes
     ----------
     latency : int
-        Enabled cycles from ``x_in``/``sum_in`` to ``x_out``/``sum_out``: 1.
+        Enabled cycles from ``x_in`` to the ``sum_out`` holding its product:
+        :attr:`PRODUCT_STAGES` ``+ 1`` (7).
     macs_per_cycle : int
         Multiply-accumulates per enabled cycle: 1.
     """
 
-    def __init__(self, *, sum_in_width: int = 16, sum_out_width: int = 16):
+    #: Register stages from ``x_in`` to the product beside the adder (steps 1-6 above).
+    PRODUCT_STAGES = 6
+
+    def __init__(self, *, sum_in_width: int = 16, sum_out_width: int = 16,
+                 ecp5_dsp: bool = False):
         if not isinstance(sum_in_width, int) or sum_in_width < 1:
             raise ValueError(f"sum_in_width must be a positive int, not {sum_in_width!r}")
         if not isinstance(sum_out_width, int) or sum_out_width < max(16, sum_in_width):
@@ -100,6 +135,7 @@ class PE(wiring.Component):
             )
         self._sum_in_width = sum_in_width
         self._sum_out_width = sum_out_width
+        self._ecp5_dsp = bool(ecp5_dsp)
         super().__init__({
             "en": In(1),
             "x_in": In(signed(8)),
@@ -122,8 +158,12 @@ class PE(wiring.Component):
         return self._sum_out_width
 
     @property
+    def ecp5_dsp(self) -> bool:
+        return self._ecp5_dsp
+
+    @property
     def latency(self) -> int:
-        return 1
+        return self.PRODUCT_STAGES + 1
 
     @property
     def macs_per_cycle(self) -> int:
@@ -131,18 +171,70 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        w0 = Signal(signed(8))
-        w1 = Signal(signed(8))
-        weight = Mux(self.bank_in, w1, w0)
+
+        def reg(shape, value, name):
+            r = Signal(shape, name=name, reset_less=True)
+            with m.If(self.en):
+                m.d.sync += r.eq(value)
+            return r
+
+        # Ports cannot be reset-less, so the registers are internal signals.
+        x = reg(signed(8), self.x_in, "x")
+        bank = reg(1, self.bank_in, "bank")
+        w0 = Signal(signed(8), reset_less=True)
+        w1 = Signal(signed(8), reset_less=True)
         with m.If(self.en):
-            m.d.sync += [
-                self.x_out.eq(self.x_in),
-                self.bank_out.eq(self.bank_in),
-                self.sum_out.eq(self.sum_in + self.x_in * weight),
-            ]
             with m.If(self.w_en):
                 with m.If(self.w_bank):
                     m.d.sync += w1.eq(self.w_data)
                 with m.Else():
                     m.d.sync += w0.eq(self.w_data)
+
+        # 1: the operands; x is the activation's own register. 2: again, for the DSP.
+        weight = reg(signed(8), Mux(self.bank_in, w1, w0), "weight")
+        x_dsp = reg(signed(8), x, "x_dsp")
+        weight_dsp = reg(signed(8), weight, "weight_dsp")
+        # 3-4: multiplier input and output registers.
+        if self._ecp5_dsp:
+            product = _ecp5_mult18(m, x_dsp, weight_dsp, en=self.en, name="dsp")[:16]
+        else:
+            a = reg(signed(8), x_dsp, "dsp_a")
+            b = reg(signed(8), weight_dsp, "dsp_b")
+            product = reg(signed(16), a * b, "dsp_p")
+        # 5-6: the product out of the DSP, then beside the adder; 7: the accumulate.
+        out = reg(signed(16), product.as_signed(), "product")
+        near = reg(signed(16), out, "product_near")
+        total = reg(signed(self._sum_out_width), self.sum_in + near, "sum")
+        m.d.comb += [self.x_out.eq(x), self.bank_out.eq(bank), self.sum_out.eq(total)]
         return m
+
+
+def _ecp5_mult18(m: Module, a, b, *, en, name: str) -> Signal:
+    """An ECP5 ``MULT18X18D`` with input and output registers enabled by ``en``.
+
+    ``a`` and ``b`` are sign-extended to 18 bits and multiplied as signed numbers; the
+    product appears two enabled cycles later. Reset is tied off (``RST0 = 0``).
+    """
+    a18 = Signal(signed(18), name=f"{name}_a")
+    b18 = Signal(signed(18), name=f"{name}_b")
+    p = Signal(signed(36), name=f"{name}_p")
+    m.d.comb += [a18.eq(a), b18.eq(b)]
+    ports = {f"i_A{i}": a18[i] for i in range(18)}
+    ports |= {f"i_B{i}": b18[i] for i in range(18)}
+    ports |= {f"i_C{i}": 0 for i in range(18)}
+    ports |= {f"o_P{i}": p[i] for i in range(36)}
+    m.submodules[name] = Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0",
+        p_REG_INPUTB_CLK="CLK0",
+        p_REG_OUTPUT_CLK="CLK0",
+        i_CLK0=ClockSignal(),
+        i_CE0=en,
+        i_RST0=0,
+        i_SIGNEDA=1,
+        i_SIGNEDB=1,
+        i_SOURCEA=0,
+        i_SOURCEB=0,
+        **ports,
+    )
+    return p

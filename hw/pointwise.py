@@ -18,17 +18,27 @@ with ``zp``, so padded taps fold the same way. Weight zero points are 0 (TFLite 
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mnaccel.hw._checks import check_pow2
+from mnaccel.hw.pe import PE
 from mnaccel.hw.systolic_array import SystolicArray, weight_write_layout
 
 __all__ = ["Pointwise", "input_layout", "output_layout", "weight_layout"]
 
 ACC_WIDTH = 32
+
+# DP16KD geometry: data bits of one block RAM's port by depth (the 36-bit mode, for 512
+# entries, has no single read port with an output register of its own).
+_ECP5_RAM_WIDTHS = {1024: 18, 2048: 9, 4096: 4, 8192: 2, 16384: 1}
+_ECP5_RAM_MAX_DEPTH = max(_ECP5_RAM_WIDTHS)
+
+# Beats ahead of one whose accumulator entry they may still write after it was read (see
+# Pointwise.elaborate): their totals are forwarded.
+_ACC_HAZARD = 4
 
 
 def weight_layout(cols: int) -> data.StructLayout:
@@ -68,12 +78,17 @@ def output_layout(cols: int, acc_depth: int) -> data.StructLayout:
 
 def _meta_layout(acc_depth: int) -> data.StructLayout:
     return data.StructLayout({
-        "valid": unsigned(1),
         "addr": range(acc_depth),
         "first": unsigned(1),
-        "last": unsigned(1),
+        "writes": unsigned(1),       # a beat without `last`: its total is written back
+        "out": unsigned(1),          # a beat with `last`: its total is output
         "out_first": unsigned(1),
         "out_last": unsigned(1),
+        # Set from stage 2 on: which beat ahead writes the entry this one reads (one-hot,
+        # bit d - 1 for the beat d ahead), and whether the RAM's data is not to be used.
+        "forward": unsigned(_ACC_HAZARD),
+        "forward_old": unsigned(1),  # forward from the beat 3 or 4 ahead
+        "no_read": unsigned(1),
     })
 
 
@@ -91,11 +106,23 @@ class Pointwise(wiring.Component):
     together) work too. Addresses may come in any order; consecutive beats on the same
     entry (a one-pixel tile with ``rows == 1``) accumulate correctly.
 
-    Stall: the whole pipeline advances only while the output register is empty or taken
-    (``ce = ~o.valid | o.ready``), so backpressure freezes the array with nothing lost.
-    ``i.ready`` depends on ``i.payload.swap`` (a ``swap`` beat waits for its weight tile) and
-    ``w.ready`` on ``i.valid`` (the first weight row of the next tile may load in the cycle
-    of the swap).
+    Stall: the block behaves as if the whole pipeline advanced only while the output
+    register is empty or taken (``ce = ~o.valid | o.ready``): ``i`` and ``w`` beats are
+    taken only in such *enabled* cycles, and a beat's output appears after :attr:`latency`
+    of them, so backpressure loses nothing. Inside, only the handshakes, a one-bit-per-stage
+    countdown and the output register see ``ce``; the grid, the skews and the accumulator
+    run freely and finished sums wait in a small buffer until their countdown ends. (A real
+    global enable fans out to every register and DSP of the grid: on the LFE5U-85F its
+    route alone took 5.6 ns.) ``i.ready`` depends on ``i.payload.swap`` (a ``swap`` beat
+    waits for its weight tile) and ``w.ready`` on ``i.valid`` (the first weight row of the
+    next tile may load in the cycle of the swap).
+
+    Pipeline, in cycles: the input register; the skewed grid with the PEs' product pipeline
+    and the output deskew (``rows + cols − 1 + PE.PRODUCT_STAGES``, the grid's latency);
+    the accumulate (its entry read three cycles earlier through the RAM's output register,
+    the sums of the four beats ahead that may write it meanwhile forwarded) into a
+    register, from which it is written back; the output buffer's write; the output
+    register.
 
     Parameters
     ----------
@@ -105,6 +132,14 @@ class Pointwise(wiring.Component):
         Output channels per beat (array columns). Power of two.
     acc_depth : int
         Accumulator buffer entries (pixels per tile). Power of two.
+    ecp5 : bool
+        Build from ECP5 primitives with their own registers, which Yosys does not infer:
+        the multipliers from ``MULT18X18D`` with input and output registers (see
+        :class:`~mnaccel.hw.pe.PE`), the accumulator buffer from ``DP16KD`` block RAMs with
+        the read port's output register (``REGMODE_B = "OUTREG"``: the RAM's clock-to-output
+        drops from 5.8 to 0.9 ns); ``acc_depth`` at most 16384. Same timing and arithmetic
+        as the default. Simulating it needs models of the primitives
+        (``tests/hw/mult18x18d_model.v``, ``tests/hw/dp16kd_model.v``).
 
     Members
     -------
@@ -120,9 +155,9 @@ class Pointwise(wiring.Component):
     rows, cols, acc_depth : int
         The parameters.
     latency : int
-        Cycles from an ``i`` beat's transfer to its output beat's ``o.valid``, without
-        stalls: ``rows + cols + 1`` (input register, ``rows + cols − 1`` through the
-        skewed grid and deskew, accumulator read, output register).
+        Enabled cycles from an ``i`` beat's transfer to its output beat's ``o.valid`` (clock
+        cycles without stalls): ``rows + cols + 9`` (the pipeline above:
+        ``1 + (rows + cols − 1 + 6) + 1 + 1 + 1``).
     inputs_per_cycle : int
         Sustained ``i`` beats per cycle: 1, i.e. ``macs_per_cycle`` MACs per cycle, when
         every weight tile is used by at least ``min_tile_beats`` beats and the weight
@@ -134,12 +169,20 @@ class Pointwise(wiring.Component):
     min_tile_beats : int
         ``i`` beats per weight tile that hide the next tile's load: ``rows``. Shorter tiles
         (e.g. the FC layer, one pixel) run at one tile per ``rows`` cycles.
+    out_buffer_depth : int
+        Entries of the buffer where finished sums wait for their stalled-schedule output
+        cycle: ``latency − 1`` at most, rounded up to a power of two (32 for the default
+        preset).
     """
 
-    def __init__(self, *, rows: int, cols: int, acc_depth: int):
+    def __init__(self, *, rows: int, cols: int, acc_depth: int, ecp5: bool = False):
         self._rows = check_pow2("rows", rows)
         self._cols = check_pow2("cols", cols)
         self._acc_depth = check_pow2("acc_depth", acc_depth)
+        if ecp5 and acc_depth > _ECP5_RAM_MAX_DEPTH:
+            raise ValueError(f"acc_depth must be at most {_ECP5_RAM_MAX_DEPTH} with ecp5=True, "
+                             f"not {acc_depth!r}")
+        self._ecp5 = bool(ecp5)
         super().__init__({
             "w": In(stream.Signature(weight_layout(cols))),
             "i": In(stream.Signature(input_layout(rows, acc_depth))),
@@ -147,9 +190,10 @@ class Pointwise(wiring.Component):
         })
 
     @classmethod
-    def from_config(cls, config) -> Pointwise:
+    def from_config(cls, config, *, ecp5: bool = False) -> Pointwise:
         """The block sized by an :class:`~mnaccel.hw.config.AccelConfig`."""
-        return cls(rows=config.pw_rows, cols=config.pw_cols, acc_depth=config.pw_acc_depth)
+        return cls(rows=config.pw_rows, cols=config.pw_cols, acc_depth=config.pw_acc_depth,
+                   ecp5=ecp5)
 
     @property
     def rows(self) -> int:
@@ -164,10 +208,20 @@ class Pointwise(wiring.Component):
         return self._acc_depth
 
     @property
+    def ecp5(self) -> bool:
+        return self._ecp5
+
+    @property
     def latency(self) -> int:
-        # Input register, the skewed grid with its deskew (SystolicArray.latency), the
-        # accumulator stage's output register.
-        return 1 + (self._rows + self._cols - 1) + 1
+        # Input register, the skewed grid with its deskew (SystolicArray.latency: the
+        # skew plus the PEs' product pipeline), the accumulator's total register, the
+        # output buffer's write, the output register.
+        return 1 + (self._rows + self._cols - 1 + PE.PRODUCT_STAGES) + 3
+
+    @property
+    def out_buffer_depth(self) -> int:
+        # Finished sums wait while their countdown (latency - 1 stages) runs.
+        return 1 << (self.latency - 2).bit_length()
 
     @property
     def inputs_per_cycle(self) -> int:
@@ -188,70 +242,89 @@ class Pointwise(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._rows, self._cols
-        m.submodules.array = array = SystolicArray(rows=rows, cols=cols)
+        m.submodules.array = array = SystolicArray(rows=rows, cols=cols,
+                                                   ecp5_dsp=self._ecp5)
+        # The datapath runs freely (see the class docstring): only the handshakes, the
+        # output countdown and the output register see the stall.
+        m.d.comb += array.en.eq(1)
 
-        ce = Signal()
-        m.d.comb += [ce.eq(~self.o.valid | self.o.ready), array.en.eq(ce)]
+        # The stall signal, twice: once beside the output register, once beside the input
+        # handshakes, each from its own copy of `o.valid` (`idle` is its complement, which
+        # synthesis cannot merge with it), so that neither side waits for a route across
+        # the block.
+        ce, ce_in = Signal(), Signal()
+        idle = Signal(init=1)
+        m.d.comb += [ce.eq(~self.o.valid | self.o.ready), ce_in.eq(idle | self.o.ready)]
 
         # Weight banks: `front` is the bank of the tile in use; the other (shadow) bank
-        # receives the next tile. `loaded` counts its rows written so far.
+        # receives the next tile. `loaded` counts its rows written so far, `full` is
+        # `loaded == rows`. The handshakes only choose among registered candidates for the
+        # next count (`loaded_p1 = loaded + 1` is kept beside it), so that no adder or
+        # compare follows the stall signal in its cycle.
         front = Signal()
         loaded = Signal(range(rows + 1))
+        loaded_p1 = Signal(range(rows + 2), init=1)
         full = Signal()
-        m.d.comb += full.eq(loaded == rows)
 
         i_fire = Signal()
         swap = Signal()
         w_fire = Signal()
         m.d.comb += [
-            self.i.ready.eq(ce & (~self.i.payload.swap | full)),
+            self.i.ready.eq(ce_in & (~self.i.payload.swap | full)),
             i_fire.eq(self.i.valid & self.i.ready),
             swap.eq(i_fire & self.i.payload.swap),
             # After a swap the old front bank becomes the shadow; its row 0 may already be
             # taken in the swap cycle (see the weight-write skew below for why it is safe).
-            self.w.ready.eq(ce & (~full | swap)),
+            self.w.ready.eq(ce_in & (~full | swap)),
             w_fire.eq(self.w.valid & self.w.ready),
         ]
         with m.If(swap):
-            m.d.sync += front.eq(~front)
-        m.d.sync += loaded.eq(Mux(swap, 0, loaded) + w_fire)
+            m.d.sync += [
+                front.eq(~front),
+                loaded.eq(w_fire),
+                loaded_p1.eq(w_fire + 1),
+                full.eq(w_fire & (rows == 1)),
+            ]
+        with m.Elif(w_fire):
+            m.d.sync += [
+                loaded.eq(loaded_p1),
+                loaded_p1.eq(loaded_p1 + 1),
+                full.eq(loaded_p1 == rows),
+            ]
 
         # Input skew: row r's activation (and bank bit) passes r + 1 registers, so it meets
-        # the partial sum coming down from row r - 1.
+        # the partial sum coming down from row r - 1. Cycles without a beat carry junk,
+        # which its metadata marks (it neither `writes` nor is `out`).
         beat_bank = Mux(self.i.payload.swap, ~front, front)
-        skew = [[Signal(signed(8), name=f"x_skew_{r}_{k}") for k in range(r + 1)]
-                for r in range(rows)]
-        bank_skew = [[Signal(name=f"bank_skew_{r}_{k}") for k in range(r + 1)]
+        skew = [[Signal(signed(8), name=f"x_skew_{r}_{k}", reset_less=True)
+                 for k in range(r + 1)] for r in range(rows)]
+        bank_skew = [[Signal(name=f"bank_skew_{r}_{k}", reset_less=True) for k in range(r + 1)]
                      for r in range(rows)]
-        with m.If(ce):
-            for r in range(rows):
-                m.d.sync += [skew[r][0].eq(self.i.payload.data[r]), bank_skew[r][0].eq(beat_bank)]
-                for k in range(1, r + 1):
-                    m.d.sync += [skew[r][k].eq(skew[r][k - 1]),
-                                 bank_skew[r][k].eq(bank_skew[r][k - 1])]
         for r in range(rows):
+            m.d.sync += [skew[r][0].eq(self.i.payload.data[r]), bank_skew[r][0].eq(beat_bank)]
+            for k in range(1, r + 1):
+                m.d.sync += [skew[r][k].eq(skew[r][k - 1]), bank_skew[r][k].eq(bank_skew[r][k - 1])]
             m.d.comb += [array.x[r].eq(skew[r][r]), array.bank[r].eq(bank_skew[r][r])]
 
         # Weight-write skew: column c's write passes c + 1 registers, like row 0's
-        # activation and then c PEs. By SystolicArray's timing, weight row r taken in cycle
-        # b is then seen exactly by the beats taken after cycle b - r. Rows of a shadow
-        # tile are taken in order, the first no earlier than the swap beat (cycle a), so
-        # row r in cycle b >= a + r: no beat of the old tile (all taken before a) sees it.
-        # All rows are taken before the next swap beat, which therefore sees all of them.
+        # activation and then c PEs; in the grid it travels down the column. By
+        # SystolicArray's timing, a weight row taken in cycle b is then seen exactly by the
+        # beats taken after cycle b. Rows of a shadow tile are taken no earlier than the
+        # swap beat (cycle a), so no beat of the old tile (all taken before a) sees them,
+        # and all of them before the next swap beat (which waits for `full`), which
+        # therefore sees all of them.
         wlay = weight_write_layout(rows)
         wskew = [[Signal(wlay, name=f"w_skew_{c}_{k}") for k in range(c + 1)]
                  for c in range(cols)]
-        with m.If(ce):
-            for c in range(cols):
-                m.d.sync += [
-                    wskew[c][0].en.eq(w_fire),
-                    wskew[c][0].row.eq(Mux(swap, 0, loaded)),
-                    wskew[c][0].bank.eq(Mux(swap, front, ~front)),
-                    wskew[c][0].data.eq(self.w.payload.data[c]),
-                ]
-                for k in range(1, c + 1):
-                    m.d.sync += wskew[c][k].eq(wskew[c][k - 1])
         for c in range(cols):
+            m.d.sync += [
+                wskew[c][0].en.eq(w_fire),
+                wskew[c][0].row.eq(Mux(swap, 0, loaded)),
+                wskew[c][0].bank.eq(Mux(swap, front, ~front)),
+                wskew[c][0].data.eq(self.w.payload.data[c]),
+            ]
+            for k in range(1, c + 1):
+                m.d.sync += wskew[c][k].eq(wskew[c][k - 1])
             m.d.comb += array.w[c].eq(wskew[c][c])
 
         # Output deskew: column c's sum waits cols - 1 - c cycles for the last column.
@@ -259,55 +332,191 @@ class Pointwise(wiring.Component):
         for c in range(cols):
             stage = array.sums[c]
             for k in range(cols - 1 - c):
-                nxt = Signal(signed(array.sum_width), name=f"sum_deskew_{c}_{k}")
-                with m.If(ce):
-                    m.d.sync += nxt.eq(stage)
+                nxt = Signal(signed(array.sum_width), name=f"sum_deskew_{c}_{k}",
+                             reset_less=True)
+                m.d.sync += nxt.eq(stage)
                 stage = nxt
             aligned.append(stage)
 
         # Beat metadata rides a plain delay line alongside the grid; stage k holds the beat
-        # transferred k + 1 enabled cycles ago. The sums of a beat are aligned when its
-        # metadata is in stage rows + cols - 1.
-        mlay = _meta_layout(self._acc_depth)
-        depth = array.latency + 1
-        meta = [Signal(mlay, name=f"meta_{k}") for k in range(depth)]
-        with m.If(ce):
-            m.d.sync += [
-                meta[0].valid.eq(i_fire),
-                meta[0].addr.eq(self.i.payload.addr),
-                meta[0].first.eq(self.i.payload.first),
-                meta[0].last.eq(self.i.payload.last),
-                meta[0].out_first.eq(self.i.payload.out_first),
-                meta[0].out_last.eq(self.i.payload.out_last),
-            ]
-            for k in range(1, depth):
-                m.d.sync += meta[k].eq(meta[k - 1])
-        here = meta[depth - 1]
-
-        # Accumulator buffer: read one stage ahead, add, write back. The read port is
-        # transparent to the write port, so a beat reading the entry the previous beat is
-        # writing (e.g. a one-pixel tile) sees the new sum.
-        acc_shape = data.ArrayLayout(signed(ACC_WIDTH), cols)
-        m.submodules.acc = acc = Memory(shape=acc_shape, depth=self._acc_depth, init=[])
-        wr = acc.write_port()
-        rd = acc.read_port(transparent_for=(wr,))
-        total = Signal(acc_shape)
-        for c in range(cols):
-            m.d.comb += total[c].eq(Mux(here.first, aligned[c], rd.data[c] + aligned[c]))
-        m.d.comb += [
-            rd.en.eq(ce),
-            rd.addr.eq(meta[depth - 2].addr),
-            wr.en.eq(ce & here.valid & ~here.last),
-            wr.addr.eq(here.addr),
-            wr.data.eq(total),
+        # transferred k + 1 cycles ago, and the beat in stage k + d is d beats ahead of it
+        # (the line never stalls). The sums of a beat are aligned when its metadata is in
+        # stage h (`here`); its total is registered with it in stage h + 1.
+        h = array.latency
+        meta = [Signal(_meta_layout(self._acc_depth), name=f"meta_{k}")
+                for k in range(h + 2)]
+        beat = self.i.payload
+        m.d.sync += [
+            meta[0].addr.eq(beat.addr),
+            meta[0].first.eq(beat.first),
+            meta[0].writes.eq(i_fire & ~beat.last),
+            meta[0].out.eq(i_fire & beat.last),
+            meta[0].out_first.eq(beat.out_first),
+            meta[0].out_last.eq(beat.out_last),
+        ]
+        for k in range(1, h + 2):
+            m.d.sync += meta[k].eq(meta[k - 1])
+        # Which of the W beats ahead last writes the entry this one reads (one-hot, newest
+        # first), found near the head of the line where its registers sit together. A beat
+        # with `first` reads nothing.
+        hits = [meta[1 + d].writes & (meta[1 + d].addr == meta[1].addr)
+                for d in range(1, _ACC_HAZARD + 1)]
+        forward = [(hits[d] & ~Cat(*hits[:d]).any() if d else hits[d]) & ~meta[1].first
+                   for d in range(_ACC_HAZARD)]
+        m.d.sync += [
+            meta[2].forward.eq(Cat(*forward)),
+            meta[2].forward_old.eq(forward[2] | forward[3]),
+            meta[2].no_read.eq(meta[1].first | Cat(*hits).any()),
         ]
 
+        # Accumulator buffer. A beat's entry is read three cycles before its add: the
+        # address in the cycle its metadata is in stage h - 3, the data into the read
+        # port's output register (the DP16KD's own with `ecp5`), whose slow block-RAM read
+        # is thus in a cycle of its own, then into `base`. Totals are written back one
+        # cycle after the add, from a register. So the W = 4 beats ahead of a beat may
+        # write its entry after (or, the fourth, while) it is read: their totals are
+        # forwarded. Each operand of the add is zeroed by its register's synchronous reset
+        # unless it is the one to use (`base` with `first` or a hit, the forwarded ones
+        # unless hit), so the add sees `base | near | far` and no wide multiplexer or
+        # high-fan-out select; the choice among the beats 2-4 ahead takes two cycles of
+        # 2-way choices.
+        acc_shape = data.ArrayLayout(signed(ACC_WIDTH), cols)
+        reading, early, forming, done = meta[h - 3], meta[h - 2], meta[h - 1], meta[h + 1]
+        total = Signal(acc_shape)
+        # The totals of the last two beats: in the cycle before its add, a beat finds the
+        # beat 1 ahead in `total` and the beat 2 ahead in `total_q[0]`; a cycle earlier the
+        # beats 3 and 4 ahead in `total_q[0]` and `total_q[1]`.
+        total_q = [Signal(acc_shape, name=f"total_q{k}", reset_less=True) for k in range(2)]
+        read = Signal(acc_shape)
+        if self._ecp5:
+            m.d.comb += read.eq(_ecp5_ram(
+                m, width=cols * ACC_WIDTH, depth=self._acc_depth, r_addr=reading.addr,
+                w_en=done.writes, w_addr=done.addr, w_data=total_q[0], name="acc"))
+        else:
+            m.submodules.acc = acc = Memory(shape=acc_shape, depth=self._acc_depth, init=[])
+            wr = acc.write_port()
+            rd = acc.read_port()
+            m.d.comb += [
+                rd.addr.eq(reading.addr),
+                wr.en.eq(done.writes),
+                wr.addr.eq(done.addr),
+                wr.data.eq(total_q[0]),
+            ]
+            read_q = Signal(acc_shape, reset_less=True)   # stands for the output register
+            m.d.sync += read_q.eq(rd.data)
+            m.d.comb += read.eq(read_q)
+
+        base = Signal(acc_shape, reset_less=True)
+        near = Signal(acc_shape, reset_less=True)       # total of the beat 1 ahead
+        older = Signal(acc_shape, reset_less=True)      # total of the beat 3 or 4 ahead
+        far = Signal(acc_shape, reset_less=True)        # total of the beat 2, 3 or 4 ahead
+        sel = forming.forward
+        m.d.sync += [
+            older.eq(Mux(early.forward[2], total_q[0], total_q[1])),
+            base.eq(Mux(forming.no_read, 0, read)),
+            near.eq(Mux(sel[0], total, 0)),
+            far.eq(Mux(sel[1], total_q[0], Mux(forming.forward_old, older, 0))),
+            total_q[0].eq(total),
+            total_q[1].eq(total_q[0]),
+        ]
+        for c in range(cols):
+            operand = (base[c].as_unsigned() | near[c].as_unsigned()
+                       | far[c].as_unsigned()).as_signed()
+            m.d.comb += total[c].eq(operand + aligned[c])
+
+        # Finished sums wait in a ring buffer until the stalled schedule presents them: a
+        # countdown of enabled cycles (`due`, one bit per stage, advancing with `ce`) says
+        # when, exactly as if the whole pipeline had stalled. The datapath only ever runs
+        # ahead of it, so the sum is in the buffer by then, and at most `len(due)` sums
+        # wait: the buffer needs no level or full flag (which would put an adder behind
+        # the stall signal).
+        olay = output_layout(cols, self._acc_depth)
+        finished = Signal(olay)
+        m.d.comb += [
+            finished.data.eq(total_q[0]),
+            finished.addr.eq(done.addr),
+            finished.first.eq(done.out_first),
+            finished.last.eq(done.out_last),
+        ]
+        due = [Signal(name=f"due_{k}") for k in range(self.latency - 1)]
+        slots = self.out_buffer_depth
+        m.submodules.out_buffer = buf = Memory(shape=olay, depth=slots, init=[])
+        put = buf.write_port()
+        get = buf.read_port(domain="comb")
+        put_at = Signal(range(slots))
+        get_at = Signal(range(slots))
+        m.d.comb += [
+            put.en.eq(done.out),
+            put.addr.eq(put_at),
+            put.data.eq(finished),
+            get.addr.eq(get_at),
+        ]
+        m.d.sync += put_at.eq(put_at + done.out)
+        # The input side's stall copy drives only the handshakes and the countdown's entry.
+        with m.If(ce_in):
+            m.d.sync += [due[0].eq(i_fire & beat.last), idle.eq(~due[-1])]
         with m.If(ce):
             m.d.sync += [
-                self.o.valid.eq(here.valid & here.last),
-                self.o.payload.data.eq(total),
-                self.o.payload.addr.eq(here.addr),
-                self.o.payload.first.eq(here.out_first),
-                self.o.payload.last.eq(here.out_last),
+                *[due[k].eq(due[k - 1]) for k in range(1, len(due))],
+                get_at.eq(get_at + due[-1]),
+                self.o.valid.eq(due[-1]),
+                self.o.payload.eq(get.data),
             ]
         return m
+
+
+def _ecp5_ram(m: Module, *, width: int, depth: int, r_addr, w_en, w_addr, w_data,
+              name: str) -> Signal:
+    """A simple dual-port RAM of ECP5 ``DP16KD`` blocks, read through their output registers.
+
+    Port A of each block writes ``w_data`` to ``w_addr`` when ``w_en``; port B reads
+    ``r_addr`` every cycle and its output register passes the word on in the next: the
+    returned signal holds it two cycles after the address. A read of the address written
+    in the same cycle returns undefined data. Yosys
+    maps ``amaranth.lib.memory`` only to blocks without output registers, hence the
+    instances; the tests simulate them with ``tests/hw/dp16kd_model.v``.
+    """
+    bits = next(b for d, b in sorted(_ECP5_RAM_WIDTHS.items()) if d >= depth)
+    low = {18: 4, 9: 3, 4: 2, 2: 1, 1: 0}[bits]  # address bits below the word address
+    q = Signal(width, name=f"{name}_q")
+    for k in range(-(-width // bits)):
+        lo, hi = k * bits, min((k + 1) * bits, width)
+        ports = {f"i_ADA{i}": 0 for i in range(low)} | {f"i_ADB{i}": 0 for i in range(low)}
+        if bits == 18:  # ADA1:0 are the byte-write enables in this mode
+            ports |= {"i_ADA0": 1, "i_ADA1": 1}
+        ports |= {f"i_ADA{low + i}": (w_addr[i] if i < len(w_addr) else 0)
+                  for i in range(14 - low)}
+        ports |= {f"i_ADB{low + i}": (r_addr[i] if i < len(r_addr) else 0)
+                  for i in range(14 - low)}
+        ports |= {f"i_DIA{i}": (w_data.as_value()[lo + i] if lo + i < hi else 0)
+                  for i in range(18)}
+        ports |= {f"i_DIB{i}": 0 for i in range(18)}
+        ports |= {f"o_DOB{i}": q[lo + i] for i in range(hi - lo)}
+        m.submodules[f"{name}_{k}"] = Instance(
+            "DP16KD",
+            p_DATA_WIDTH_A=bits,
+            p_DATA_WIDTH_B=bits,
+            p_REGMODE_A="NOREG",
+            p_REGMODE_B="OUTREG",
+            p_RESETMODE="SYNC",
+            p_ASYNC_RESET_RELEASE="SYNC",
+            p_CSDECODE_A="0b000",
+            p_CSDECODE_B="0b000",
+            p_WRITEMODE_A="NORMAL",
+            p_WRITEMODE_B="NORMAL",
+            p_GSR="DISABLED",
+            i_CLKA=ClockSignal(),
+            i_CEA=1,
+            i_OCEA=0,
+            i_WEA=w_en,
+            i_RSTA=0,
+            i_CSA0=0, i_CSA1=0, i_CSA2=0,
+            i_CLKB=ClockSignal(),
+            i_CEB=1,
+            i_OCEB=1,
+            i_WEB=0,
+            i_RSTB=0,
+            i_CSB0=0, i_CSB1=0, i_CSB2=0,
+            **ports,
+        )
+    return q

@@ -10,7 +10,7 @@ does the skewing (like Gemmini's ``Mesh`` inside ``MeshWithDelays``).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,12 +36,18 @@ class SystolicArray(wiring.Component):
     Timing, counted in enabled cycles (``en`` high; nothing moves otherwise): an activation
     vector whose element ``r`` (with its bank bit) is presented on ``x[r]``/``bank[r]`` in
     cycle ``t + r`` (the input skew) yields, for output channel ``c``, the sum
-    ``Σ_r x[r] · weight[bank[r]][r][c]`` on ``sums[c]`` in cycle ``t + rows + c`` (the output
-    skew). A weight write into row ``r`` presented on ``w[c]`` in cycle ``T`` replaces the
-    weight of PE ``(r, c)`` at the end of that cycle: it belongs to wavefront
-    ``s = T - r - c`` — the vector passing that PE in cycle ``T`` still uses the old weight,
-    the vectors after ``s`` the new one. The wrapper skews writes like activations, so that
-    loading one bank while the other computes is exact per vector.
+    ``Σ_r x[r] · weight[bank[r]][r][c]`` on ``sums[c]`` in cycle ``t + rows + c + D`` (the
+    output skew), where ``D = PE.latency − 1`` is the PEs' product pipeline (the sums run
+    ``D`` cycles behind the activations in every PE alike).
+
+    Weight writes travel down their column one PE per cycle, like the partial sums, rather
+    than on a bus reaching every row at once (which would span the die). A write into row
+    ``r`` presented on ``w[c]`` in cycle ``T`` reaches PE ``(r, c)`` in cycle ``T + r`` and
+    replaces its weight at the end of that cycle: it belongs to wavefront ``s = T - c`` —
+    the vector passing that PE in cycle ``T + r`` (vector ``T - c``, for every ``r``) still
+    uses the old weight, the vectors after ``s`` the new one. The wrapper skews writes by
+    column like activations, so that loading one bank while the other computes is exact
+    per vector.
 
     Parameters
     ----------
@@ -49,6 +55,9 @@ class SystolicArray(wiring.Component):
         Input channels reduced per activation vector. Power of two.
     cols : int
         Output channels computed per activation vector. Power of two.
+    ecp5_dsp : bool
+        Build the PEs' multipliers from ECP5 ``MULT18X18D`` primitives with their own
+        registers (see :class:`~mnaccel.hw.pe.PE`); same timing and arithmetic.
 
     Members
     -------
@@ -59,7 +68,8 @@ class SystolicArray(wiring.Component):
     bank : In(rows)
         Weight bank of each row's entering activation (travels with it).
     w : In(ArrayLayout(weight_write_layout(rows), cols))
-        Per-column weight-write bus, column ``c`` skewed by ``c`` cycles.
+        Per-column weight writes, column ``c`` skewed by ``c`` cycles; passed down the
+        column one row per cycle.
     sums : Out(ArrayLayout(signed(sum_width), cols))
         Bottom-edge partial sums, column ``c`` skewed by ``c`` cycles.
 
@@ -71,14 +81,15 @@ class SystolicArray(wiring.Component):
         Bits of the bottom-edge sums (enough for ``rows`` int8 products, no overflow).
     latency : int
         Cycles from an activation vector's row-0 element entering to its last column's
-        sum leaving: ``rows + cols - 1``.
+        sum leaving: ``rows + cols − 1 + D`` with ``D = PE.latency − 1`` (6).
     macs_per_cycle : int
         ``rows * cols``: one activation vector enters per cycle.
     """
 
-    def __init__(self, *, rows: int, cols: int):
+    def __init__(self, *, rows: int, cols: int, ecp5_dsp: bool = False):
         self._rows = check_pow2("rows", rows)
         self._cols = check_pow2("cols", cols)
+        self._ecp5_dsp = bool(ecp5_dsp)
         super().__init__({
             "en": In(1),
             "x": In(data.ArrayLayout(signed(8), rows)),
@@ -100,8 +111,12 @@ class SystolicArray(wiring.Component):
         return product_sum_width(self._rows)
 
     @property
+    def ecp5_dsp(self) -> bool:
+        return self._ecp5_dsp
+
+    @property
     def latency(self) -> int:
-        return self._rows + self._cols - 1
+        return self._rows + self._cols - 1 + PE.PRODUCT_STAGES
 
     @property
     def macs_per_cycle(self) -> int:
@@ -109,14 +124,15 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pes = {}
+        pes, bus = {}, {}
         for r in range(self._rows):
             # Row r's sums carry r products in and r + 1 out: narrow sums near the top.
             sum_in = product_sum_width(r) if r else 16
             for c in range(self._cols):
-                pe = PE(sum_in_width=sum_in, sum_out_width=product_sum_width(r + 1))
+                pe = PE(sum_in_width=sum_in, sum_out_width=product_sum_width(r + 1),
+                        ecp5_dsp=self._ecp5_dsp)
                 m.submodules[f"pe_{r}_{c}"] = pes[r, c] = pe
-                w = self.w[c]
+                w = bus[r, c] = self._write_hop(m, bus[r - 1, c] if r else self.w[c], r, c)
                 m.d.comb += [
                     pe.en.eq(self.en),
                     pe.w_en.eq(w.en & (w.row == r)),
@@ -135,3 +151,14 @@ class SystolicArray(wiring.Component):
         for c in range(self._cols):
             m.d.comb += self.sums[c].eq(pes[self._rows - 1, c].sum_out)
         return m
+
+    def _write_hop(self, m, above, r, c):
+        """The weight write as row ``r`` of column ``c`` sees it: ``r`` registers down."""
+        if r == 0:
+            return above
+        # No reset: a write still travelling when the block is reset lands before any
+        # write issued after it (the column is a pipeline), which overwrites it.
+        here = Signal(weight_write_layout(self._rows), name=f"w_hop_{r}_{c}", reset_less=True)
+        with m.If(self.en):
+            m.d.sync += here.eq(above)
+        return here

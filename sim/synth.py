@@ -406,7 +406,7 @@ class Block:
 def _pointwise(config, target):
     from mnaccel.hw.pointwise import Pointwise
 
-    return Pointwise.from_config(config)
+    return Pointwise.from_config(config, ecp5=target == "ecp5")
 
 
 def _systolic_array(config, target):

@@ -32,7 +32,10 @@ def test_rejects_bad_widths(kwargs, bad):
 
 
 def test_macs_switch_banks_and_stall():
+    """Against a model of the documented timing, in enabled cycles ``t``:
+    ``x_out(t + 1) = x_in(t)`` and ``sum_out(t + L) = sum_in(t + L - 1) + x_in(t) * w``."""
     dut = PE(sum_in_width=18, sum_out_width=19)
+    lat = dut.latency
     rng = random.Random(5)
     extremes = [-128, 127, -1, 0]
 
@@ -41,8 +44,10 @@ def test_macs_switch_banks_and_stall():
 
     async def bench(ctx):
         weights = [None, None]  # the model: what each bank holds
-        expect = None  # (x, bank, sum) due on the outputs after the last enabled cycle
-        for cycle in range(600):
+        # Per enabled cycle: (x, bank, sum_in, product or None while the bank is unwritten).
+        history = []
+        checked = 0
+        for cycle in range(800):
             en = rng.random() < 0.8
             x, bank = int8(), rng.randint(0, 1)
             s = rng.randint(-(2**17), 2**17 - 1)
@@ -54,15 +59,22 @@ def test_macs_switch_banks_and_stall():
             ctx.set(dut.w_en, w_en)
             ctx.set(dut.w_bank, w_bank)
             ctx.set(dut.w_data, w_data)
-            if expect is not None:
-                got = (ctx.get(dut.x_out), ctx.get(dut.bank_out), ctx.get(dut.sum_out))
-                assert got == expect, f"cycle {cycle}: got {got}, expected {expect}"
-            if en:  # unknown until the bank has been written
-                known = weights[bank] is not None
-                expect = (x, bank, s + x * weights[bank]) if known else None
+            n = len(history)
+            if n >= 1:
+                got = (ctx.get(dut.x_out), ctx.get(dut.bank_out))
+                assert got == history[-1][:2], f"cycle {cycle}: x, bank {got}"
+            if n >= lat and history[n - lat][3] is not None:
+                expect = history[-1][2] + history[n - lat][3]
+                got = ctx.get(dut.sum_out)
+                assert got == expect, f"cycle {cycle}: sum_out {got}, expected {expect}"
+                checked += 1
+            if en:
+                w = weights[bank]
+                history.append((x, bank, s, None if w is None else x * w))
             if en and w_en:
                 weights[w_bank] = w_data
             await ctx.tick()
+        assert checked > 500
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -81,8 +93,10 @@ def test_extreme_product_fits_sixteen_bits():
         ctx.set(dut.w_en, 0)
         ctx.set(dut.x_in, -128)
         await ctx.tick()
-        assert ctx.get(dut.sum_out) == 16384
         ctx.set(dut.x_in, 127)
+        await ctx.tick()
+        await ctx.tick().repeat(dut.latency - 2)
+        assert ctx.get(dut.sum_out) == 16384
         await ctx.tick()
         assert ctx.get(dut.sum_out) == -16256
 
@@ -94,7 +108,11 @@ def test_extreme_product_fits_sixteen_bits():
 
 def test_properties():
     dut = PE(sum_in_width=16, sum_out_width=17)
-    assert (dut.sum_in_width, dut.sum_out_width, dut.latency, dut.macs_per_cycle) == (16, 17, 1, 1)
+    # Fabric operands (twice), DSP input and output registers, fabric product (twice),
+    # the sum.
+    assert dut.latency == PE.PRODUCT_STAGES + 1 == 7
+    assert (dut.sum_in_width, dut.sum_out_width, dut.macs_per_cycle, dut.ecp5_dsp) == (
+        16, 17, 1, False)
 
 
 def test_docstring_lists_the_ports():

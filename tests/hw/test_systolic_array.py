@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from mnaccel.hw.pe import product_sum_width
+from mnaccel.hw.pe import PE, product_sum_width
 from mnaccel.hw.systolic_array import SystolicArray
 
 
@@ -16,11 +16,14 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
     """Random per-row banks, weight writes landing among the vectors, random stalls.
 
     The documented timing, in enabled cycles: vector ``u`` enters row ``r`` in cycle
-    ``u + r``; column ``c``'s sum of vector ``u`` leaves in cycle ``u + rows + c``; a write
-    into row ``r`` on ``w[c]`` in cycle ``T`` belongs to wavefront ``s = T - r - c`` (the
-    vector passing that PE then) and is seen by the vectors after ``s``.
+    ``u + r``; column ``c``'s sum of vector ``u`` leaves in cycle ``u + rows + c + D`` (``D``
+    the PEs' product pipeline, ``latency - (rows + cols - 1)``); a write
+    into row ``r`` on ``w[c]`` in cycle ``T`` travels down the column, reaches row ``r`` in
+    cycle ``T + r``, belongs to wavefront ``s = T - c`` (the vector passing that PE then)
+    and is seen by the vectors after ``s``.
     """
     dut = SystolicArray(rows=rows, cols=cols)
+    delay = dut.latency - (rows + cols - 1)
     rng = np.random.default_rng(rows * 10 + cols)
     n = 60
     x = rng.integers(-128, 128, size=(n, rows))
@@ -38,7 +41,7 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
                                 int(rng.integers(-128, 128)))
     by_wavefront = {}
     for (t, c), (row, bank, value) in writes.items():
-        by_wavefront.setdefault(max(t - row - c, -1), []).append((row, bank, c, value))
+        by_wavefront.setdefault(max(t - c, -1), []).append((row, bank, c, value))
     first = 2 * rows  # vectors before this one may see banks not yet filled: not checked
 
     # Reference: vector u uses the weights after all writes of wavefronts < u.
@@ -58,7 +61,7 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
 
     async def bench(ctx):
         t = 0
-        while t < n + rows + cols:
+        while t < n + rows + cols + delay:
             en = stall.random() < 0.75
             ctx.set(dut.en, en)
             for r in range(rows):
@@ -74,7 +77,7 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
                                    "data": value})
             if en:
                 for c in range(cols):
-                    u = t - rows - c
+                    u = t - rows - c - delay
                     if 0 <= u < n:
                         got[u, c] = ctx.get(dut.sums[c])
                 t += 1
@@ -93,7 +96,9 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
 
 def test_properties_and_widths():
     dut = SystolicArray(rows=16, cols=8)
-    assert (dut.rows, dut.cols, dut.latency, dut.macs_per_cycle) == (16, 8, 23, 128)
+    assert (dut.rows, dut.cols, dut.macs_per_cycle) == (16, 8, 128)
+    # The skew (16 + 8 - 1) plus the PEs' product pipeline.
+    assert dut.latency == 16 + 8 - 1 + PE.PRODUCT_STAGES == PE().latency + 22
     assert dut.sum_width == product_sum_width(16) == 20
 
 
