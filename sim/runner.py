@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -46,7 +47,14 @@ _SIMULATORS = ("verilator", "icarus")
 # Verilator flags for Amaranth's output: its Verilog is lint-clean enough to simulate but
 # trips style warnings (unused bits, declared-but-undriven debug wires) that Verilator
 # would otherwise treat as fatal.
-_VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
+#
+# cocotb's runner passes --public-flat-rw: every signal of the design readable and writable
+# over VPI. Verilator must then assume that any of them may change between two evaluations
+# and re-evaluates their combinational fan-out in every evaluation (its "ico" region) —
+# four fifths of the run time of the accelerator, and half its build time. The benches
+# touch only the top module's ports, so --no-public-flat-rw undoes it and a configuration
+# file (_public_ports) makes those ports alone public.
+_VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--no-public-flat-rw"]
 
 
 def waves_requested(waves: bool = False) -> bool:
@@ -128,6 +136,21 @@ def _fst_supported() -> bool:
     return all(any((d / h).exists() for d in dirs) for h in ("lz4.h", "zlib.h"))
 
 
+def _public_ports(verilog_text: str, top: str) -> str:
+    """A Verilator configuration file making the ports of module ``top`` public (VPI).
+
+    The port names come from the module header, ``module top(a, b, ...);``, as Yosys (behind
+    Amaranth) writes it.
+    """
+    m = re.search(rf"^module\s+{re.escape(top)}\s*\((.*?)\)\s*;", verilog_text,
+                  re.MULTILINE | re.DOTALL)
+    if m is None:
+        raise RuntimeError(f"no header of module {top!r} in the Verilog")
+    ports = [p.strip().lstrip("\\") for p in m[1].split(",") if p.strip()]
+    lines = [f'public_flat_rw -module "{top}" -var "{p}"' for p in ports]
+    return "`verilator_config\n" + "\n".join(lines) + "\n"
+
+
 def _runner(simulator: str):
     if simulator not in _SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(_SIMULATORS)}, not {simulator!r}")
@@ -150,7 +173,8 @@ def build_bench(
     of vendor primitives that the component instantiates.
 
     The build directory is ``<build root>/sim/<name>-<simulator>-<hash>``, ``<hash>`` taken
-    over the Verilog text, the extra sources' text, the simulator and the waveform switch.
+    over the Verilog text, the extra sources' text, the simulator, the waveform switch and
+    the simulator's build flags.
     A file ``.built`` marks a complete build; the build runs under a per-directory lock so
     that parallel pytest workers wanting the same build wait for one of them instead of
     racing.
@@ -164,11 +188,18 @@ def build_bench(
     runner = _runner(simulator)
     verilog = verilog_for(component, name=name)
     extra_sources = [Path(p) for p in extra_sources]
+    verilog_text = verilog.read_text()
+    build_args, config = [], ""
+    if simulator == "verilator":
+        build_args = _VERILATOR_ARGS + (["--trace-fst"] if waves else [])
+        config = _public_ports(verilog_text, name)
     key = content_hash(
-        verilog.read_text(),
+        verilog_text,
         *(p.read_text() for p in extra_sources),
         simulator,
         "waves" if waves else "",
+        " ".join(build_args),
+        config,
     )
     build_dir = build_root() / "sim" / f"{name}-{simulator}-{key}"
     stamp = build_dir / ".built"
@@ -180,8 +211,12 @@ def build_bench(
         build_dir.mkdir(parents=True)
         log = build_dir / "build.log"
         kwargs = {}
+        sources = [verilog, *extra_sources]
         if simulator == "verilator":
-            kwargs["build_args"] = _VERILATOR_ARGS + (["--trace-fst"] if waves else [])
+            kwargs["build_args"] = build_args
+            public = build_dir / "public_ports.vlt"
+            public.write_text(config)
+            sources.insert(0, public)
         else:
             # Amaranth's Verilog carries no `timescale; Icarus needs one for cocotb's timers.
             kwargs["timescale"] = ("1ns", "1ps")
@@ -189,7 +224,7 @@ def build_bench(
         with verilator_env():
             try:
                 runner.build(
-                    sources=[verilog, *extra_sources],
+                    sources=sources,
                     hdl_toplevel=name,
                     build_dir=build_dir,
                     always=True,

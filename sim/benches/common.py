@@ -72,9 +72,14 @@ def record(**values) -> None:
     path.write_text(json.dumps(current, sort_keys=True))
 
 
-def start_clock(clk, period_ns: int = 10) -> Clock:
-    """Start a free-running clock of ``period_ns`` on ``clk``; return the :class:`Clock`."""
-    clock = Clock(clk, period_ns, unit="ns")
+def start_clock(clk, period_ns: int = 10, *, impl: str | None = None) -> Clock:
+    """Start a free-running clock of ``period_ns`` on ``clk``; return the :class:`Clock`.
+
+    ``impl`` is cocotb's: ``"gpi"`` toggles the clock in the simulator interface (C), with
+    no Python per edge; ``"py"`` in a Python task; None (default) lets cocotb choose, which
+    is ``"py"`` unless ``COCOTB_TRUST_INERTIAL_WRITES`` is set.
+    """
+    clock = Clock(clk, period_ns, unit="ns", impl=impl)
     clock.start()
     return clock
 

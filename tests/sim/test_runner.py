@@ -1,5 +1,6 @@
 """The bench runner on a one-register stream: results, failures, caching and waveforms."""
 
+import re
 import shutil
 
 import pytest
@@ -7,7 +8,7 @@ from amaranth import Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from mnaccel.sim.runner import _fst_supported, build_bench, run_bench
+from mnaccel.sim.runner import _fst_supported, _public_ports, build_bench, run_bench
 
 BENCH = "mnaccel.sim.benches.selftest"
 
@@ -112,3 +113,24 @@ def test_icarus_agrees_with_verilator(root):
     on_icarus = run_bench(design, name="sreg", bench=BENCH, params=params, simulator="icarus")
     # Same seeds, same cycle-accurate design: the handshake timing must match exactly.
     assert on_icarus == run_bench(design, name="sreg", bench=BENCH, params=params)
+
+
+def test_only_the_top_ports_are_public(root):
+    # cocotb's --public-flat-rw is undone (it makes Verilator re-evaluate the fan-out of
+    # every signal in every evaluation); VPI sees the top module's ports and nothing else.
+    info = build_bench(StreamRegister(8), name="sreg")
+    syms = "".join(p.read_text() for p in info.build_dir.glob("Vtop__Syms*.cpp"))
+    public = set(re.findall(r'varInsert\("([^"]+)"', syms))
+    assert public == {"clk", "rst", "i__valid", "i__ready", "i__payload", "o__valid",
+                      "o__ready", "o__payload"}
+
+
+def test_public_ports_come_from_the_module_header():
+    text = "module sub(x);\nendmodule\nmodule top(a, \\b$c ,\n  d);\n  input a;\nendmodule\n"
+    config = _public_ports(text, "top")
+    assert config.splitlines() == ["`verilator_config",
+                                   'public_flat_rw -module "top" -var "a"',
+                                   'public_flat_rw -module "top" -var "b$c"',
+                                   'public_flat_rw -module "top" -var "d"']
+    with pytest.raises(RuntimeError, match="no header of module 'other'"):
+        _public_ports(text, "other")
