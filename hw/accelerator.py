@@ -56,10 +56,11 @@ class Accelerator(wiring.Component):
     max_burst : int
         Longest AXI burst the DMA issues (beats).
     ecp5_dsp : bool
-        Build the pointwise array's multipliers and accumulator memory and the requantizers'
-        wide products from ECP5 primitives with their registers (``MULT18X18D``, ``DP16KD``;
-        see :class:`~mnaccel.hw.pointwise.Pointwise` and
-        :class:`~mnaccel.hw.requantizer.Requantizer`); False gives portable Verilog.
+        Build the pointwise array's multipliers and accumulator memory, the requantizers'
+        wide products and the line buffers' and depthwise weights' block RAMs from ECP5
+        primitives with their registers (``MULT18X18D``, ``DP16KD``; see
+        :class:`~mnaccel.hw.pointwise.Pointwise`, :class:`~mnaccel.hw.requantizer.Requantizer`
+        and :class:`~mnaccel.hw.line_buffer.LineBuffer`); False gives portable Verilog.
 
     Members
     -------
@@ -109,7 +110,7 @@ class Accelerator(wiring.Component):
         self.conv_line_buffer = LineBuffer(
             lanes=config.dw_lanes, in_lanes=config.lb_in_lanes, max_kernel=3,
             max_width=config.lb_max_width, max_channels=align,
-            max_row_bytes=config.lb_max_width * align)
+            max_row_bytes=config.lb_max_width * align, ecp5_bram=ecp5_dsp)
         self.conv_adapter = ConvVectorAdapter(
             lanes=config.dw_lanes, max_kernel=3, max_channels=align, kernel=CONV0_KERNEL,
             channels=CONV0_CHANNELS, padded_channels=align)

@@ -10,15 +10,20 @@ per cycle, accumulating in the lane's int32 register. Three passes rather than f
 sub-windows (3×3, 3×2, 2×3, 2×2): the whole window is in registers already, tap
 positions do not matter to a multiplier, and 27 slots for 25 taps (93 % busy) beat 36.
 
-Pipeline (every stage advances together when the output is free)::
+Pipeline (free-running, a valid bit per pass; one adder or one LUT level per stage, for
+200 MHz on an ECP5)::
 
-    window + pass ─► tap select ─► ×(weights from memory) ─► 3 sums of 3 ─► Σ, accumulate ─► o
-                      stage 1          stage 2                  stage 3        stage 4
+    window + pass ─► tap select ─► weight read ─► ×: Booth addends ─► adder tree ─► Σ passes
+       stage 1        stage 2       stages 3-4       stages 5-6        stages 7-10   stage 11
+    ─► output FIFO ─► o      (credits: `i.ready` is a flip-flop, nothing combinational
+                               runs from `o.ready` back into the array)
 
-The stage-2 products are DSP multipliers (``mul_luts=False``) or Booth multipliers built
-from LUTs and carry chains (``mul_luts=True``, :func:`~mnaccel.hw.lut_mul.booth_mul_s8`),
-which leave the FPGA's 18×18 multipliers to the pointwise array and the requantizers; the
-pipeline, its latency and its rate are the same either way.
+The products are DSP multipliers (``mul_luts=False``) or radix-4 Booth multipliers built
+from LUTs and carry chains (``mul_luts=True``, :func:`~mnaccel.hw.lut_mul.booth_terms_s8`:
+their three addends enter the window's adder tree, so the multiplier's last adds and the
+window's sum are levels of one pipelined tree), which leave the FPGA's 18×18 multipliers
+to the pointwise array and the requantizers; the pipeline, its latency and its rate are
+the same either way.
 
 :class:`DepthwiseEngine` joins a :class:`~mnaccel.hw.line_buffer.LineBuffer` to the array:
 pixel stream in, one int32 vector of ``lanes`` accumulators per window out.
@@ -36,12 +41,17 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from mnaccel.hw._checks import is_pow2
-from mnaccel.hw.line_buffer import LineBuffer, layer_config_layout, window_layout
-from mnaccel.hw.lut_mul import booth_mul_s8
+from mnaccel.hw.line_buffer import (
+    LineBuffer,
+    RegisteredMemory,
+    layer_config_layout,
+    window_layout,
+)
+from mnaccel.hw.lut_mul import booth_terms_s8
 from mnaccel.hw.requantizer import LANE_LAYOUT, Requantizer
 from mnaccel.hw.requantizer import output_layout as requantizer_output_layout
 
@@ -120,8 +130,11 @@ class DepthwiseArray(wiring.Component):
         Channels the weight memory holds (power of two).
     mul_luts : bool
         Build the int8 × int8 products from LUTs and carry chains (radix-4 Booth,
-        :func:`~mnaccel.hw.lut_mul.booth_mul_s8`: no ``*``, so Yosys cannot map them to DSP
-        blocks) rather than with ``*`` (one DSP multiplier each). Same latency and rate.
+        :func:`~mnaccel.hw.lut_mul.booth_terms_s8`: no ``*``, so Yosys cannot map them to
+        DSP blocks) rather than with ``*`` (one DSP multiplier each). Same latency and rate.
+    ecp5_bram : bool
+        The weight memory from ECP5 ``DP16KD`` primitives with their output registers
+        (:class:`~mnaccel.hw.line_buffer.RegisteredMemory`); same timing.
 
     Members
     -------
@@ -136,7 +149,10 @@ class DepthwiseArray(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from the acceptance of a window (its last pass) to its sum on ``o``: 4.
+        Cycles from the acceptance of a window (its last pass) to its sum on ``o``:
+        ``STAGES`` (11) + the output FIFO's 2 = 13.
+    fifo_depth : int
+        Windows the output FIFO holds; a window is accepted while fewer are in flight.
     passes(k) : int
         Cycles per window of side ``k`` (1 for 3×3, 3 for 5×5); the array takes one window
         per lane group every ``passes(k)`` cycles: ``windows_per_cycle(k) = 1/passes(k)``.
@@ -148,7 +164,7 @@ class DepthwiseArray(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, kernel: int = 3, max_kernel: int = 5, max_channels: int,
-                 mul_luts: bool = False):
+                 mul_luts: bool = False, ecp5_bram: bool = False):
         if not is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         if kernel != 3:
@@ -161,6 +177,7 @@ class DepthwiseArray(wiring.Component):
         self._lanes, self._kernel = lanes, kernel
         self._max_kernel, self._max_channels = max_kernel, max_channels
         self._mul_luts = bool(mul_luts)
+        self._ecp5_bram = bool(ecp5_bram)
         super().__init__({
             "w": In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels))),
             "i": In(stream.Signature(window_layout(lanes, max_kernel, max_channels))),
@@ -172,10 +189,23 @@ class DepthwiseArray(wiring.Component):
     max_kernel = property(lambda self: self._max_kernel)
     max_channels = property(lambda self: self._max_channels)
     mul_luts = property(lambda self: self._mul_luts)
+    ecp5_bram = property(lambda self: self._ecp5_bram)
+
+    #: Register stages from ``i`` to the accumulators (see :meth:`elaborate`).
+    STAGES = 11
+    # SyncFIFOBuffered: a word written into the empty FIFO is readable two cycles later.
+    _FIFO_LATENCY = 2
 
     @property
     def latency(self) -> int:
-        return 4
+        return self.STAGES + self._FIFO_LATENCY
+
+    @property
+    def fifo_depth(self) -> int:
+        # As Requantizer.fifo_depth: a credit for every window between acceptance and
+        # leaving the FIFO, rounded up to 2**k + 1 entries.
+        need = self.latency + 1
+        return 1 + (1 << (need - 2).bit_length())
 
     @property
     def multipliers(self) -> int:
@@ -211,90 +241,187 @@ class DepthwiseArray(wiring.Component):
         L, N, KM = self._lanes, self._kernel**2, self._max_kernel
         PM = _passes(KM, self._kernel)
         slots = data.ArrayLayout(data.ArrayLayout(signed(8), L), N)
-
-        m.submodules.weights = mem = Memory(shape=slots, depth=self.weight_depth, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port()
-        m.d.comb += [
-            self.w.ready.eq(1),
-            wp.addr.eq(self._address(self.w.payload.group, self.w.payload.part, PM)),
-            wp.data.eq(self.w.payload.taps),
-            wp.en.eq(self.w.valid),
-        ]
-
-        en = Signal()
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
-
-        # Stage 0: the window waits on `i` for all its passes.
         win = self.i.payload
+        gshape = len(win.group)
+
+        def pipe(shape, name):
+            # Datapath register: no reset, no enable (the valid bits are in `ctl`).
+            return Signal(shape, name=name, reset_less=True)
+
+        # Weight memory, read through a register (RegisteredMemory: the word arrives two
+        # cycles after its address). Writes are registered first (the `w` port's address
+        # arithmetic then stays off the memory's inputs); a layer's weights precede its
+        # windows, so a read never meets a write of its entry.
+        mem = RegisteredMemory(width=slots.size, depth=self.weight_depth,
+                               ecp5_bram=self._ecp5_bram, name="weights")
+        mem.build(m)
+        w_addr = pipe(len(mem.w_addr), "w_addr")
+        w_data = pipe(slots, "w_data")
+        w_en = Signal(name="w_en")
+        m.d.sync += [
+            w_addr.eq(self._address(self.w.payload.group, self.w.payload.part, PM)),
+            w_data.eq(self.w.payload.taps),
+            w_en.eq(self.w.valid),
+        ]
+        m.d.comb += [self.w.ready.eq(1), mem.w_addr.eq(w_addr), mem.w_data.eq(w_data),
+                     mem.w_en.eq(w_en)]
+
+        # Issue: one pass per cycle while the window waits on `i` (the last pass takes
+        # it), when the output FIFO has room for it (credits, below).
+        full = Signal()
         part = Signal(2)
         last_part = Mux(win.kernel5, part == PM - 1, 1) if PM > 1 else Const(1)
-        m.d.comb += [
-            self.i.ready.eq(en & last_part),
-            rp.addr.eq(self._address(win.group, part, PM)),
-            rp.en.eq(en),
-        ]
-        with m.If(en & self.i.valid):
+        issue = self.i.valid & ~full
+        m.d.comb += self.i.ready.eq(~full & last_part)
+        with m.If(issue):
             m.d.sync += part.eq(Mux(last_part, 0, part + 1))
 
-        # Tap of slot n in this pass.
+        ctl_layout = data.StructLayout({"valid": 1, "first_part": 1, "last_part": 1,
+                                        "group": gshape, "first": 1, "last": 1})
+
+        def stage(prev, name):
+            ctl = Signal(ctl_layout, name=name)
+            m.d.sync += ctl.eq(prev)
+            return ctl
+
+        # 1: the window and the pass, registered as they are (the line buffer's output
+        # multiplexer stays in the previous cycle).
+        r_win = pipe(win.shape(), "r_win")
+        r_part = pipe(2, "r_part")
+        ctl = Signal(ctl_layout, name="ctl_1")
+        m.d.sync += [
+            r_win.eq(win), r_part.eq(part),
+            ctl.valid.eq(issue), ctl.first_part.eq(part == 0), ctl.last_part.eq(last_part),
+            ctl.group.eq(win.group), ctl.first.eq(win.first), ctl.last.eq(win.last),
+        ]
+
+        # 2: the taps of this pass into the nine slots; the weight address.
         sel = Signal(slots)
         for n in range(N):
-            tap3 = win.taps[n // 3][n % 3]
+            tap3 = r_win.taps[n // 3][n % 3]
             if PM == 1:
                 m.d.comb += sel[n].eq(tap3)
                 continue
             choice = tap3
             for p in range(PM):
                 t = p * N + n
-                tap5 = win.taps[t // 5][t % 5] if t < 25 else 0
-                choice = Mux(win.kernel5 & (part == p), tap5, choice)
+                tap5 = r_win.taps[t // 5][t % 5] if t < 25 else 0
+                choice = Mux(r_win.kernel5 & (r_part == p), tap5, choice)
             m.d.comb += sel[n].eq(choice)
+        a_taps = pipe(slots, "a_taps")
+        a_addr = pipe(len(mem.r_addr), "a_addr")
+        m.d.sync += [a_taps.eq(sel), a_addr.eq(self._address(r_win.group, r_part, PM))]
+        ctl = stage(ctl, "ctl_2")
 
-        # Stage 1: taps registered alongside the weight read.
-        s1 = Signal(data.StructLayout({"taps": slots, "valid": 1, "first_part": 1,
-                                       "last_part": 1, "group": len(win.group), "first": 1,
-                                       "last": 1}))
-        with m.If(en):
-            m.d.sync += [
-                s1.taps.eq(sel), s1.valid.eq(self.i.valid), s1.first_part.eq(part == 0),
-                s1.last_part.eq(last_part), s1.group.eq(win.group), s1.first.eq(win.first),
-                s1.last.eq(win.last),
-            ]
-        ctl = data.StructLayout({"valid": 1, "first_part": 1, "last_part": 1,
-                                 "group": len(win.group), "first": 1, "last": 1})
+        # 3-4: the weight memory reads at the registered address; its word arrives in
+        # stage 4 from the read's output register, with the taps delayed alongside.
+        m.d.comb += mem.r_addr.eq(a_addr)
+        b_taps = pipe(slots, "b_taps")
+        m.d.sync += b_taps.eq(a_taps)
+        ctl = stage(ctl, "ctl_3")
+        c_taps = pipe(slots, "c_taps")
+        c_w = Signal(slots)
+        m.d.sync += c_taps.eq(b_taps)
+        m.d.comb += c_w.eq(mem.r_data)
+        ctl = stage(ctl, "ctl_4")
 
-        # Stage 2: products, on DSPs or (mul_luts) from LUTs and carry chains.
-        mul = booth_mul_s8 if self._mul_luts else (lambda a, b: a * b)
-        s2_ctl = Signal(ctl)
-        prod = [[Signal(signed(16), name=f"prod_{lane}_{n}") for n in range(N)]
-                for lane in range(L)]
-        # Stage 3: partial sums of three.
-        s3_ctl = Signal(ctl)
-        part_sums = [[Signal(signed(18), name=f"psum_{lane}_{j}") for j in range(3)]
-                     for lane in range(L)]
-        # Stage 4: accumulators / output.
-        acc = [Signal(signed(32), name=f"acc_{lane}") for lane in range(L)]
-        with m.If(en):
-            for field in ("valid", "first_part", "last_part", "group", "first", "last"):
-                m.d.sync += [s2_ctl[field].eq(s1[field]), s3_ctl[field].eq(s2_ctl[field])]
-            for lane in range(L):
-                for n in range(N):
-                    m.d.sync += prod[lane][n].eq(mul(s1.taps[n][lane], rp.data[n][lane]))
-                for j in range(3):
-                    group = prod[lane][j * 3:(j + 1) * 3]
-                    m.d.sync += part_sums[lane][j].eq(sum(group))
-                total = part_sums[lane][0] + part_sums[lane][1] + part_sums[lane][2]
-                with m.If(s3_ctl.valid):
-                    m.d.sync += acc[lane].eq(Mux(s3_ctl.first_part, total, acc[lane] + total))
-            m.d.sync += [
-                self.o.valid.eq(s3_ctl.valid & s3_ctl.last_part),
-                self.o.payload.group.eq(s3_ctl.group),
-                self.o.payload.first.eq(s3_ctl.first),
-                self.o.payload.last.eq(s3_ctl.last),
-            ]
+        # 5-10: the products and their sum, one adder per stage. From LUTs (mul_luts) each
+        # product is three Booth addends (5); the first two are summed per product (6)
+        # while the one-bit third ones are counted; DSP products take the same stages.
+        prods, counts = [], []
         for lane in range(L):
-            m.d.comb += self.o.payload.acc[lane].eq(acc[lane])
+            terms, tops = [], []
+            for n in range(N):
+                a, b = c_taps[n][lane], c_w[n][lane]
+                if self._mul_luts:
+                    lo, hi, top = booth_terms_s8(a, b)
+                    lo_r = pipe(lo.shape(), f"lo_{lane}_{n}")
+                    hi_r = pipe(hi.shape(), f"hi_{lane}_{n}")
+                    top_r = pipe(1, f"top_{lane}_{n}")
+                    m.d.sync += [lo_r.eq(lo), hi_r.eq(hi), top_r.eq(top)]
+                    terms.append(lo_r + (hi_r << 2))
+                    tops.append(top_r)
+                else:
+                    prod = pipe(signed(16), f"mul_{lane}_{n}")
+                    m.d.sync += prod.eq(a * b)
+                    terms.append(prod)
+            prods.append(terms)
+            counts.append(tops)
+        ctl = stage(ctl, "ctl_5")
+
+        totals = []
+        for lane in range(L):
+            # 6: products (Booth: low + 4·high; the count of the tops in two halves).
+            level = []
+            for n, term in enumerate(prods[lane]):
+                r = pipe(signed(16), f"p_{lane}_{n}")
+                m.d.sync += r.eq(term)
+                level.append(r)
+            tops = counts[lane]
+            halves = []
+            for h, part_tops in enumerate((tops[:5], tops[5:])):
+                c_h = pipe(3, f"tops_{lane}_{h}")
+                m.d.sync += c_h.eq(sum(part_tops) if part_tops else 0)
+                halves.append(c_h)
+            # 7-10: pairwise sums; the tops' count (weight 64) joins the odd one out.
+            count = None
+            for depth in range(4):
+                nxt = []
+                for j in range(0, len(level) - 1, 2):
+                    s = pipe(signed(len(level[j]) + 1), f"s{depth}_{lane}_{j // 2}")
+                    m.d.sync += s.eq(level[j] + level[j + 1])
+                    nxt.append(s)
+                if len(level) % 2:
+                    odd = level[-1]
+                    if count is not None and self._mul_luts:
+                        value, count = odd + (count << 6), None
+                    else:
+                        value = odd
+                    s = pipe(signed(len(odd) + 1), f"s{depth}_{lane}_{len(nxt)}")
+                    m.d.sync += s.eq(value)
+                    nxt.append(s)
+                if depth == 0 and self._mul_luts:
+                    count = pipe(4, f"tops_{lane}")
+                    m.d.sync += count.eq(halves[0] + halves[1])
+                level = nxt
+            assert len(level) == 1 and count is None
+            totals.append(level[0])
+        for k in range(6, 11):
+            ctl = stage(ctl, f"ctl_{k}")
+
+        # 11: the accumulators, over the passes of a window.
+        acc = [pipe(signed(32), f"acc_{lane}") for lane in range(L)]
+        for lane in range(L):
+            with m.If(ctl.valid):
+                m.d.sync += acc[lane].eq(Mux(ctl.first_part, totals[lane],
+                                             acc[lane] + totals[lane]))
+        ctl = stage(ctl, "ctl_11")
+
+        # Output FIFO and credits, as in the requantizer: a window is accepted only while
+        # fewer than the FIFO's depth are in the pipeline or the FIFO, so `i.ready` is a
+        # flip-flop and a stalled output loses nothing.
+        result = Signal(output_layout(L, self._max_channels))
+        m.d.comb += [result.group.eq(ctl.group), result.first.eq(ctl.first),
+                     result.last.eq(ctl.last)]
+        for lane in range(L):
+            m.d.comb += result.acc[lane].eq(acc[lane])
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(result.as_value()),
+                                                    depth=self.fifo_depth)
+        m.d.comb += [
+            fifo.w_en.eq(ctl.valid & ctl.last_part),
+            fifo.w_data.eq(result.as_value()),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+        ]
+        accept = self.i.valid & self.i.ready
+        send = self.o.valid & self.o.ready
+        in_flight = Signal(range(self.fifo_depth + 1))
+        m.d.sync += in_flight.eq(in_flight + accept - send)
+        with m.If(accept & ~send & (in_flight == self.fifo_depth - 1)):
+            m.d.sync += full.eq(1)
+        with m.Elif(send):
+            m.d.sync += full.eq(0)
         return m
 
 
@@ -309,6 +436,9 @@ class DepthwiseEngine(wiring.Component):
         Native window of the array (3).
     mul_luts : bool
         The array's products from LUTs rather than DSP blocks (:class:`DepthwiseArray`).
+    ecp5_bram : bool
+        Line buffer and weight memories from ECP5 block-RAM primitives with their output
+        registers (:class:`~mnaccel.hw.line_buffer.RegisteredMemory`).
 
     Members
     -------
@@ -331,12 +461,13 @@ class DepthwiseEngine(wiring.Component):
 
     def __init__(self, *, lanes: int, in_lanes: int | None = None, kernel: int = 3,
                  max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int,
-                 mul_luts: bool = False):
+                 mul_luts: bool = False, ecp5_bram: bool = False):
         self.line_buffer = LineBuffer(lanes=lanes, in_lanes=in_lanes, max_kernel=max_kernel,
                                       max_width=max_width, max_channels=max_channels,
-                                      max_row_bytes=max_row_bytes)
+                                      max_row_bytes=max_row_bytes, ecp5_bram=ecp5_bram)
         self.array = DepthwiseArray(lanes=lanes, kernel=kernel, max_kernel=max_kernel,
-                                    max_channels=max_channels, mul_luts=mul_luts)
+                                    max_channels=max_channels, mul_luts=mul_luts,
+                                    ecp5_bram=ecp5_bram)
         lb, arr = self.line_buffer.signature.members, self.array.signature.members
         super().__init__({"cfg": lb["cfg"], "i": lb["i"], "w": arr["w"], "o": arr["o"]})
 
@@ -450,6 +581,10 @@ class DepthwiseLayer(wiring.Component):
     ecp5_dsp : bool
         Requantizer multipliers as ECP5 primitives (see
         :class:`~mnaccel.hw.requantizer.Requantizer`).
+    ecp5_bram : bool, optional
+        Block RAMs (line buffer, weights, parameters) as ECP5 primitives with their output
+        registers (:class:`~mnaccel.hw.line_buffer.RegisteredMemory`); by default as
+        ``ecp5_dsp``, so that an ECP5 build gets both.
 
     Members
     -------
@@ -472,20 +607,22 @@ class DepthwiseLayer(wiring.Component):
     requantizer : Requantizer
     latency : int
         Cycles from the input beat completing a window to its int8 outputs on ``o``
-        (3×3, no stalls): ``engine.latency`` + 1 (join) + ``requantizer.latency``.
+        (3×3, no stalls): ``engine.latency`` + :attr:`JOIN_LATENCY` (2) +
+        ``requantizer.latency``.
     param_depth : int
         Entries of the parameter memory: ``max_channels / lanes`` channel groups.
     """
 
-    JOIN_LATENCY = 1
+    JOIN_LATENCY = 2
 
     def __init__(self, *, lanes: int, in_lanes: int | None = None, kernel: int = 3,
                  max_kernel: int = 5, max_width: int, max_channels: int, max_row_bytes: int,
-                 mul_luts: bool = False, ecp5_dsp: bool = False):
+                 mul_luts: bool = False, ecp5_dsp: bool = False, ecp5_bram: bool | None = None):
+        self._ecp5_bram = ecp5_dsp if ecp5_bram is None else bool(ecp5_bram)
         self.engine = DepthwiseEngine(
             lanes=lanes, in_lanes=in_lanes, kernel=kernel, max_kernel=max_kernel,
             max_width=max_width, max_channels=max_channels, max_row_bytes=max_row_bytes,
-            mul_luts=mul_luts)
+            mul_luts=mul_luts, ecp5_bram=self._ecp5_bram)
         self.requantizer = Requantizer(lanes=lanes, ecp5_dsp=ecp5_dsp)
         members = self.engine.signature.members
         super().__init__({
@@ -552,41 +689,49 @@ class DepthwiseLayer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), engine.i)
         wiring.connect(m, wiring.flipped(self.w), engine.w)
 
-        # Parameter memory, one entry per channel group, written from `p`.
-        m.submodules.params = mem = Memory(
-            shape=data.ArrayLayout(PARAM_LANE_LAYOUT, lanes), depth=self.param_depth, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port()
+        # Parameter memory, one entry per channel group, written from `p` (loaded before
+        # the layer, so never read while its entry is written), read through a register.
+        mem = RegisteredMemory(width=data.ArrayLayout(PARAM_LANE_LAYOUT, lanes).size,
+                               depth=self.param_depth, ecp5_bram=self._ecp5_bram,
+                               name="params")
+        mem.build(m)
         m.d.comb += [
             self.p.ready.eq(1),
-            wp.addr.eq(self.p.payload.group),
-            wp.data.eq(self.p.payload.lanes),
-            wp.en.eq(self.p.valid),
+            mem.w_addr.eq(self.p.payload.group),
+            mem.w_data.eq(self.p.payload.lanes),
+            mem.w_en.eq(self.p.valid),
         ]
 
-        # Join: the accumulators are registered while their group's parameters are read;
-        # both advance together, so the pair stays aligned through stalls.
-        held = Signal(engine.o.payload.shape())
-        held_valid = Signal()
+        # Join, two stages that advance together with the memory's two read stages: the
+        # accumulators are registered while their group's parameters are read (1), and
+        # again while the read word goes into the memory's output register (2). The
+        # requantizer's first adder thus takes the parameters from flip-flops, and each
+        # pair stays aligned through stalls.
+        held1 = Signal(engine.o.payload.shape(), name="join_acc1")
+        held2 = Signal(engine.o.payload.shape(), name="join_acc2")
+        valid1, valid2 = Signal(name="join_valid1"), Signal(name="join_valid2")
+        params2 = Signal(data.ArrayLayout(PARAM_LANE_LAYOUT, lanes))
         advance = Signal()
         m.d.comb += [
-            advance.eq(~held_valid | rq.i.ready),
+            advance.eq(~valid2 | rq.i.ready),
             engine.o.ready.eq(advance),
-            rp.addr.eq(engine.o.payload.group),
-            rp.en.eq(advance),
+            mem.r_addr.eq(engine.o.payload.group),
+            mem.r_en.eq(advance),
+            params2.eq(mem.r_data),
         ]
         with m.If(advance):
-            m.d.sync += [held.eq(engine.o.payload), held_valid.eq(engine.o.valid)]
+            m.d.sync += [held1.eq(engine.o.payload), valid1.eq(engine.o.valid),
+                         held2.eq(held1), valid2.eq(valid1)]
         m.d.comb += [
-            rq.i.valid.eq(held_valid),
-            rq.i.payload.first.eq(held.first),
-            rq.i.payload.last.eq(held.last),
+            rq.i.valid.eq(valid2),
+            rq.i.payload.first.eq(held2.first),
+            rq.i.payload.last.eq(held2.last),
         ]
         for k in range(lanes):
             lane = rq.i.payload.lanes[k]
-            m.d.comb += lane.acc.eq(held.acc[k])
+            m.d.comb += lane.acc.eq(held2.acc[k])
             for name, _ in PARAM_LANE_LAYOUT:
-                m.d.comb += lane[name].eq(rp.data[k][name])
+                m.d.comb += lane[name].eq(params2[k][name])
 
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         return m

@@ -16,6 +16,18 @@ How it works (see docs/hw/line_buffer.md for the diagram)::
                taps outside the image replaced by the zero point (masks from ry, rx)
       emit it if the window's top-left sits on the stride grid of an output position
 
+Pipelined for a fast clock (docs/hw/line_buffer.md, "Pipeline"): the position counters run
+two positions ahead of the position being processed, and the memories are read there, so
+that every block-RAM address, enable and output meets a flip-flop (or one LUT) on the
+other side; the counters' compares become registered per-position flags (emit, needs
+input, tap masks). A position's write lands the cycle after it is processed; the one to
+three later positions that read the same entry before it has landed take it from the
+write-data registers instead (a layer-constant choice: the entry's writer is ``Gc``
+positions back in the horizontal memory, ``Gc`` × columns in the vertical one). The
+sequence of processed positions, and so the window timing, is exactly that of processing
+one position per cycle from the configuration on, only :attr:`LineBuffer.start_latency`
+cycles later.
+
 The block visits every input pixel position plus the *after* padding (bottom rows and right
 columns) of SAME layers; the *before* padding costs nothing because taps outside the image
 are masked instead of shifted in. Both memories hold only real pixels, so they are sized by
@@ -34,7 +46,7 @@ MobileNet: 3×3×3, stride 2) into ``K·K·C``-long vectors for the pointwise ar
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Mux, Signal, Value, signed, unsigned
 from amaranth.hdl import Module as _Module
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
@@ -46,6 +58,7 @@ __all__ = [
     "ConvVectorAdapter",
     "LineBuffer",
     "Padding",
+    "RegisteredMemory",
     "axis_geometry",
     "layer_config_layout",
     "window_layout",
@@ -141,6 +154,136 @@ def window_layout(lanes: int, max_kernel: int, max_channels: int) -> data.Struct
     })
 
 
+class RegisteredMemory:
+    """A simple dual-port memory whose read word comes from a register: ``r_data`` holds
+    the word at the ``r_addr`` of two cycles before.
+
+    Built into a module by :meth:`build`. Two implementations, the same timing:
+
+    * generic (``ecp5_bram=False``): an :class:`~amaranth.lib.memory.Memory` with a
+      synchronous read port, then a fabric register (Yosys maps the memory to block RAM);
+    * ECP5 (``ecp5_bram=True``): ``DP16KD`` primitives with their read port's output
+      register on (``REGMODE_B = "OUTREG"``). Yosys does not infer that register, and an
+      ECP5 block RAM's output without it takes 5.8 ns from the clock (speed grade 6, as
+      nextpnr models it), against 1.0 ns with it: the difference between a block RAM read
+      fitting in a 5 ns cycle or not. Simulation needs a model of the primitive
+      (``tests/hw/dp16kd_model.v``). Depth ≤ 512 uses the 36-bit pseudo-dual-port mode,
+      deeper memories 18 (≤ 1024), 9 (≤ 2048) or 4 bits (≤ 4096) per primitive.
+
+    A read in the cycle the same entry is written returns an undefined word (the ECP5
+    primitive makes no promise across ports): the users never use such a word, and the
+    generic memory says so to Yosys (``no_rw_check``) so that it builds no logic for it.
+
+    Parameters
+    ----------
+    width, depth : int
+        Bits per word and words.
+    ecp5_bram : bool
+        Instantiate ECP5 primitives.
+    name : str
+        Prefix of the submodules' names.
+
+    Attributes
+    ----------
+    w_addr, w_data, w_en : Signal
+        Write port (the word is written at the clock edge where ``w_en`` is high).
+    r_addr : Signal
+        Read address.
+    r_en : Signal
+        Read enable (default high): while low, the read and the output register hold, so
+        the two read stages advance only with it (a pipeline with a common enable).
+    r_data : Signal
+        The word read two cycles before (two enabled cycles before when ``r_en`` is
+        used): a register output.
+    """
+
+    LATENCY = 2
+
+    def __init__(self, *, width: int, depth: int, ecp5_bram: bool, name: str):
+        if not 1 <= depth <= 4096:
+            raise ValueError(f"depth must be in [1, 4096], not {depth!r}")
+        self.width, self.depth, self.ecp5_bram, self.name = width, depth, ecp5_bram, name
+        abits = max(1, (depth - 1).bit_length())
+        self.w_addr = Signal(abits, name=f"{name}_w_addr")
+        self.w_data = Signal(width, name=f"{name}_w_data")
+        self.w_en = Signal(name=f"{name}_w_en")
+        self.r_addr = Signal(abits, name=f"{name}_r_addr")
+        self.r_en = Signal(name=f"{name}_r_en", init=1)
+        self.r_data = Signal(width, name=f"{name}_r_data")
+
+    @staticmethod
+    def port_width(depth: int) -> int:
+        """Bits per ECP5 primitive for ``depth`` words (36, 18, 9 or 4)."""
+        for width, words in ((36, 512), (18, 1024), (9, 2048), (4, 4096)):
+            if depth <= words:
+                return width
+        raise ValueError(f"depth must be at most 4096, not {depth!r}")
+
+    def primitives(self) -> int:
+        """``DP16KD`` primitives of the ECP5 implementation."""
+        return -(-self.width // self.port_width(self.depth))
+
+    def build(self, m) -> None:
+        if not self.ecp5_bram:
+            mem = Memory(shape=self.width, depth=self.depth, init=[],
+                         attrs={"no_rw_check": 1})
+            m.submodules[self.name] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            word = Signal(self.width, name=f"{self.name}_word", reset_less=True)
+            m.d.comb += [wp.addr.eq(self.w_addr), wp.data.eq(self.w_data),
+                         wp.en.eq(self.w_en), rp.addr.eq(self.r_addr), rp.en.eq(self.r_en)]
+            with m.If(self.r_en):
+                m.d.sync += word.eq(rp.data)
+            m.d.comb += self.r_data.eq(word)
+            return
+        pw = self.port_width(self.depth)
+        shift = {36: 5, 18: 4, 9: 3, 4: 2}[pw]
+        waddr = Cat(Const(0, shift), self.w_addr)
+        raddr = Cat(Const(0, shift), self.r_addr)
+        for t in range(self.primitives()):
+            lo, hi = t * pw, min(self.width, (t + 1) * pw)
+            di = Signal(pw, name=f"{self.name}_di_{t}")
+            do = Signal(pw, name=f"{self.name}_do_{t}")
+            m.d.comb += [di.eq(self.w_data[lo:hi]), self.r_data[lo:hi].eq(do[:hi - lo])]
+            ports = {}
+            for k in range(14):
+                ports[f"i_ADA{k}"] = waddr[k] if k < len(waddr) else 0
+                ports[f"i_ADB{k}"] = raddr[k] if k < len(raddr) else 0
+            if pw == 36:
+                # As Yosys maps PDPW16KD: port A's address and byte enables write all 36
+                # bits (DIA low half, DIB high half), port B reads them (DOA, DOB).
+                for k in range(4):
+                    ports[f"i_ADA{k}"] = self.w_en
+                for k in range(18):
+                    ports[f"i_DIA{k}"] = di[k]
+                    ports[f"i_DIB{k}"] = di[18 + k]
+                    ports[f"o_DOA{k}"] = do[k]
+                    ports[f"o_DOB{k}"] = do[18 + k]
+                ports |= {"i_WEA": 1, "i_CEA": self.w_en}
+            else:
+                if pw == 18:                       # byte enables
+                    ports |= {"i_ADA0": 1, "i_ADA1": 1}
+                for k in range(18):
+                    ports[f"i_DIA{k}"] = di[k] if k < pw else 0
+                    ports[f"i_DIB{k}"] = 0
+                    if k < pw:
+                        ports[f"o_DOB{k}"] = do[k]
+                ports |= {"i_WEA": self.w_en, "i_CEA": 1}
+            m.submodules[f"{self.name}_{t}"] = Instance(
+                "DP16KD",
+                p_DATA_WIDTH_A=pw, p_DATA_WIDTH_B=pw,
+                p_REGMODE_A="OUTREG" if pw == 36 else "NOREG", p_REGMODE_B="OUTREG",
+                p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+                p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="AUTO",
+                i_CLKA=ClockSignal(), i_CLKB=ClockSignal(),
+                i_OCEA=self.r_en, i_OCEB=self.r_en, i_CEB=self.r_en, i_WEB=0, i_RSTA=0,
+                i_RSTB=0,
+                i_CSA0=0, i_CSA1=0, i_CSA2=0, i_CSB0=0, i_CSB1=0, i_CSB2=0,
+                **ports,
+            )
+
+
 class LineBuffer(wiring.Component):
     """K×K window generator over a raster NHWC pixel stream, rows held in block RAM.
 
@@ -164,6 +307,10 @@ class LineBuffer(wiring.Component):
         Most channels per pixel. Power of two, at least ``in_lanes``.
     max_row_bytes : int
         Capacity of one buffered row in bytes: ``width * channels`` of a layer must fit.
+    ecp5_bram : bool
+        Build the row memories from ECP5 ``DP16KD`` primitives with their output registers
+        (:class:`RegisteredMemory`; same timing, faster clock on an ECP5; simulation needs
+        ``tests/hw/dp16kd_model.v``) rather than inferred block RAM.
 
     Members
     -------
@@ -178,6 +325,10 @@ class LineBuffer(wiring.Component):
     ----------
     latency : int
         Cycles from the input beat that completes a window to that window on ``o`` (1).
+    start_latency : int
+        Cycles from the ``cfg`` transfer (cycle 0) to the first cycle in which the layer's
+        first position can be processed (6: the threshold derivation and the position
+        pipeline).
     vertical_depth, horizontal_depth : int
         Entries of the two memories (``max_row_bytes / in_lanes``, ``max_channels /
         in_lanes``).
@@ -194,7 +345,8 @@ class LineBuffer(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, in_lanes: int | None = None, max_kernel: int = 5,
-                 max_width: int, max_channels: int, max_row_bytes: int):
+                 max_width: int, max_channels: int, max_row_bytes: int,
+                 ecp5_bram: bool = False):
         in_lanes = lanes if in_lanes is None else in_lanes
         if not is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
@@ -219,6 +371,7 @@ class LineBuffer(wiring.Component):
         self._max_width = max_width
         self._max_channels = max_channels
         self._max_row_bytes = max_row_bytes
+        self._ecp5_bram = bool(ecp5_bram)
         super().__init__({
             "cfg": In(stream.Signature(layer_config_layout(max_width, max_channels))),
             "i": In(stream.Signature(data.ArrayLayout(signed(8), in_lanes))),
@@ -233,11 +386,22 @@ class LineBuffer(wiring.Component):
     max_width = property(lambda self: self._max_width, doc="Widest layer.")
     max_channels = property(lambda self: self._max_channels, doc="Most channels per pixel.")
     max_row_bytes = property(lambda self: self._max_row_bytes, doc="Bytes of one row.")
+    ecp5_bram = property(lambda self: self._ecp5_bram, doc="Block RAMs as ECP5 primitives.")
 
     @property
     def latency(self) -> int:
         """Cycles from the beat completing a window to the window on ``o``."""
         return 1
+
+    #: Cycles from the ``cfg`` transfer to the first position: two to derive the layer's
+    #: thresholds, one for the counters' first position and three for it to reach the
+    #: stage that processes it (its memory words are read on the way).
+    START_LATENCY = 6
+
+    @property
+    def start_latency(self) -> int:
+        """Cycles from the ``cfg`` transfer (cycle 0) to the first position's processing."""
+        return self.START_LATENCY
 
     @property
     def vertical_depth(self) -> int:
@@ -301,7 +465,7 @@ class LineBuffer(wiring.Component):
         """
         self.check_layer(height, width, channels, kernel, stride, padding)
         m = self._in_lanes // self._lanes
-        t = 1                       # the first position is processed the cycle after cfg
+        t = self.start_latency      # the first position's earliest cycle
         busy_until = 0              # the gearbox sends its last sub-window in this cycle
         first = None
         for emits in self._positions(height, width, channels, kernel, stride, padding):
@@ -344,180 +508,465 @@ class LineBuffer(wiring.Component):
         m = _Module()
         P, L, KM = self._in_lanes, self._lanes, self._max_kernel
         M = P // L
+        H = KM - 1                                               # history rows / columns
         pix = data.ArrayLayout(signed(8), P)
         column = data.ArrayLayout(pix, KM)                       # rows, top first
-        win_layout = data.ArrayLayout(column, KM)               # columns, left first
+        win_layout = data.ArrayLayout(column, KM)                # columns, left first
+        hist = data.StructLayout({                               # one position's history
+            "h": data.ArrayLayout(column, H),                    # the H columns to the left
+            "v": data.ArrayLayout(pix, H),                       # the H pixels above
+        })
 
-        m.submodules.vmem = vmem = Memory(
-            shape=data.ArrayLayout(pix, KM - 1), depth=self.vertical_depth, init=[])
-        m.submodules.hmem = hmem = Memory(
-            shape=data.ArrayLayout(column, KM - 1), depth=self.horizontal_depth, init=[])
-        vw = vmem.write_port()
-        vr = vmem.read_port(transparent_for=(vw,))
-        hw_ = hmem.write_port()
-        hr = hmem.read_port(transparent_for=(hw_,))
+        def reg(shape, name, **kwargs):
+            return Signal(shape, name=name, **kwargs)
 
-        # Layer configuration, derived once when it is accepted.
+        def data_reg(shape, name):
+            # Datapath registers need no reset: valid bits and flags qualify them.
+            return Signal(shape, name=name, reset_less=True)
+
+        def copies(value, n, name, init=0):
+            # `n` registers of `value`, one per slice of a wide datapath, so that no select
+            # fans out to more than ~200 bits. Written as r ^ (r ^ value): each copy's next
+            # value is then its own function, so Yosys's opt_merge keeps the copies apart
+            # (abc later reduces each to `value`; nothing merges flip-flops after it).
+            out = []
+            for k in range(n):
+                r = Signal(Value.cast(value).shape(), name=f"{name}_{k}", init=init)
+                m.d.sync += r.eq(r ^ (r ^ value))
+                out.append(r)
+            return out
+
+        # --- layer configuration: latched, then derived over two cycles ------------------
         hb, wb = HEIGHT_BITS + 1, self._max_width.bit_length() + 1
         gb = max(1, (self._max_channels // P).bit_length())
-        height, width = Signal(HEIGHT_BITS), Signal(wb - 1)
-        rows, cols = Signal(hb), Signal(wb)                      # positions per column/row
-        offy, offx = Signal(signed(4)), Signal(signed(4))        # pad_before − (K − 1)
-        maxy, maxx = Signal(hb), Signal(wb)                      # (out − 1) · stride
-        groups = Signal(gb)                                      # channels / in_lanes
-        k5, s2, zp = Signal(), Signal(), Signal(signed(8))
-
-        def geometry(size, width_bits, kk5, ss2, same):
-            size = size.as_unsigned()
-            k = Mux(kk5, 5, 3)
-            out = Mux(same, Mux(ss2, (size + 1) >> 1, size),
-                      Mux(ss2, ((size - k) >> 1) + 1, size - k + 1))
-            span = Mux(ss2, (out - 1) << 1, out - 1)
-            total = Mux(same, span + k - size, 0)
-            before = total[1:]
-            after = total - before
-            return ((size + after)[:width_bits], (before - (k - 1)).as_signed()[:4].as_signed(),
-                    span[:width_bits])
-
         c = self.cfg.payload
-        ck5 = (c.kernel == 5) if KM == 5 else Const(0)
-        cs2 = c.stride == 2
-        csame = c.padding == Padding.SAME
-        gy = geometry(c.height, hb, ck5, cs2, csame)
-        gx = geometry(c.width, wb, ck5, cs2, csame)
+        busy = reg(1, "busy")                # from cfg accepted to the last position's fire
+        st = reg(3, "setup")                 # one-hot: setup stage 1, 2, 3
+        cfg_take = self.cfg.valid & self.cfg.ready
+        m.d.comb += self.cfg.ready.eq(~busy)
+        m.d.sync += st.eq(Cat(cfg_take, st[:2]))
+        with m.If(cfg_take):
+            m.d.sync += busy.eq(1)
 
-        # Position counters.
-        running = Signal()
-        ry, rx, gc = Signal(hb), Signal(wb), Signal(gb)
-        vaddr = Signal(range(self.vertical_depth + 1))
-        first_pending = Signal()
+        raw = {name: reg(shape, f"cfg_{name}") for name, shape in (
+            ("height", HEIGHT_BITS), ("width", wb - 1), ("groups", gb), ("k5", 1),
+            ("s2", 1), ("same", 1), ("zp", signed(8)))}
+        with m.If(cfg_take):
+            m.d.sync += [
+                raw["height"].eq(c.height), raw["width"].eq(c.width),
+                raw["groups"].eq(c.channels >> _log2(P)),
+                raw["k5"].eq((c.kernel == 5) if KM == 5 else 0), raw["s2"].eq(c.stride == 2),
+                raw["same"].eq(c.padding == Padding.SAME), raw["zp"].eq(c.zero_point),
+            ]
+        k5, s2, same, zp = raw["k5"], raw["s2"], raw["same"], raw["zp"]
 
-        ey = (ry.as_signed() + offy)
-        ex = (rx.as_signed() + offx)
-        emit_y = (ey >= 0) & (ey <= maxy.as_signed()) & ~(s2 & ey[0])
-        emit_x = (ex >= 0) & (ex <= maxx.as_signed()) & ~(s2 & ex[0])
-        emit = emit_y & emit_x
-        real_x = rx < width
-        needs_in = (ry < height) & real_x
-        last_col = rx == cols - 1
-        last_group = gc == groups - 1
-        last_pos = last_group & last_col & (ry == rows - 1)
-        last_win = (ey == maxy.as_signed()) & (ex == maxx.as_signed()) & last_group
+        def axis(size, bits, name):
+            """Per axis: thresholds of the position counter (registered in stages 1 and 2)."""
+            n = size.as_unsigned()
+            # Stage 1. SAME pads depend only on k, s and the size's parity (axis_geometry).
+            odd = n[0]
+            before = reg(2, f"{name}_before")
+            after = reg(2, f"{name}_after")
+            maxv = reg(bits, f"{name}_max")              # (out − 1)·stride
+            plus = [reg(bits, f"{name}_plus{j}") for j in range(KM)]   # size + j − 1
+            with m.If(st[0]):
+                with m.If(~same):
+                    m.d.sync += [before.eq(0), after.eq(0)]
+                with m.Elif(~s2):
+                    m.d.sync += [before.eq(Mux(k5, 2, 1)), after.eq(Mux(k5, 2, 1))]
+                with m.Else():
+                    m.d.sync += [before.eq(Mux(k5, Mux(odd, 2, 1), odd)),
+                                 after.eq(Mux(k5, 2, 1))]
+                span = n - Mux(same, 1, Mux(k5, 5, 3))
+                m.d.sync += maxv.eq(Mux(s2, span & ~1, span))
+                m.d.sync += [plus[j].eq(n + j - 1) for j in range(KM)]
+            # Stage 2. `lo`: first emitting position (K − 1 − before); `hi`: the last one;
+            # `last`: the last position (size + after − 1). Kept as "one less" where the
+            # counters test the step onto them.
+            lo_m1 = reg(3, f"{name}_lo_m1")
+            hi = reg(bits, f"{name}_hi")
+            hi_m1 = reg(bits, f"{name}_hi_m1")
+            last_m1 = reg(bits, f"{name}_last_m1")
+            count = reg(bits, f"{name}_count")           # positions: size + after
+            with m.If(st[1]):
+                first = Mux(k5, 4, 2) - before
+                m.d.sync += [lo_m1.eq(first - 1), hi.eq(maxv + first),
+                             hi_m1.eq(maxv + first - 1), last_m1.eq(n + after - 2),
+                             count.eq(n + after)]
+            return dict(before=before, plus_m1=plus, lo_m1=lo_m1, hi=hi, hi_m1=hi_m1,
+                        last_m1=last_m1, count=count)
 
-        # Gearbox: one in_lanes-wide window, sent as M windows of L lanes.
-        reg = Signal(data.StructLayout({
-            "taps": win_layout, "gc": gb, "kernel5": 1, "first": 1, "last": 1}))
-        reg_valid = Signal()
-        sub = Signal(range(max(2, M)))
-        sub_last = (sub == M - 1) if M > 1 else Const(1)
-        out_free = ~reg_valid | (self.o.ready & sub_last)
+        ya = axis(raw["height"], hb, "y")
+        xa = axis(raw["width"], wb, "x")
+        groups_m2 = reg(gb, "groups_m2")
+        # Bypass selects (see "Memories" below): how far back, in positions, the write of
+        # the entry a position reads lies — Gc for the horizontal memory, Gc·columns for the
+        # vertical one — when that is close enough for the write to be still in flight.
+        near = {name: reg(1, f"near_{name}") for name in ("h1", "h2", "h3", "h4",
+                                                          "v2", "v3", "v4")}
+        with m.If(st[1]):
+            g = raw["groups"]
+            cols = xa["count"]
+            m.d.sync += [
+                groups_m2.eq(g - 2),
+                *[near[f"h{d}"].eq(g == d) for d in (1, 2, 3, 4)],
+            ]
+        with m.If(st[2]):                    # the column count is registered in stage 2
+            g = raw["groups"]
+            m.d.sync += [
+                near["v2"].eq((g == 1) & (cols == 2)),
+                near["v3"].eq((g == 1) & (cols == 3)),
+                near["v4"].eq(((g == 1) & (cols == 4)) | ((g == 2) & (cols == 2))),
+            ]
 
-        fire = Signal()
-        m.d.comb += [
-            fire.eq(running & (~needs_in | self.i.valid) & (~emit | out_free)),
-            self.i.ready.eq(running & needs_in & (~emit | out_free)),
-            self.cfg.ready.eq(~running),
-        ]
+        # --- position counters: the position three ahead of the one being processed -----
+        # Stage C walks positions (row ry, column rx, channel group gc) and reads the two
+        # memories at its address; the per-position flags travel through R (read in
+        # flight), E1 (next position) to E0, the position processed, whose "fire" moves
+        # everything one position on. The flags are kept as registers per axis and updated
+        # as the counter steps, by equality tests of the counter against thresholds one
+        # less (no carry chain): tap-mask j (the pixel j behind is in the image), in the
+        # emitting range, parity (stride 2), on the last emitting position, on the last
+        # position. The row counter changes at most every other cycle (a row has at least
+        # two positions), so its tests are registered too.
+        # `shift` (E0 fired or is empty: C → R → E1 → E0) and `fire` are needed by some 400
+        # flip-flops spread over the die (counters beside the block RAMs, the memories'
+        # selects, the window's masks, the slots' enables). Each group of them gets its own
+        # copy, computed in one LUT level from registers of its own (see "fire" below), so
+        # that no copy fans out far and none is two LUT levels from a flip-flop.
+        islands = ["main", "win", *[f"{p}{j}" for p in "hv" for j in range(H)],
+                   *[f"slot{cc}" for cc in range(KM)]]
+        shifts = {k: Signal(name=f"shift_{k}") for k in islands}
+        fires = {k: Signal(name=f"fire_{k}") for k in islands}
+        shift, fire = shifts["main"], fires["main"]
+        c_valid = reg(1, "c_valid")
+        ry, rx, gc = reg(hb, "ry"), reg(wb, "rx"), reg(gb, "gc")
+        vaddr = reg(range(self.vertical_depth + 1), "vaddr")
+        first_pending = reg(1, "first_pending")
+        last_group = reg(1, "last_group")
 
-        # Window assembly: history columns, then the new column from the vertical history
-        # and the incoming pixel; taps outside the image become the zero point.
-        new_col = Signal(column)
-        for r in range(KM - 1):
-            m.d.comb += new_col[r].eq(vr.data[r])
-        m.d.comb += new_col[KM - 1].eq(self.i.payload)
-        full = Signal(win_layout)
-        for cc in range(KM - 1):
-            m.d.comb += full[cc].eq(hr.data[cc])
-        m.d.comb += full[KM - 1].eq(new_col)
-        rowmask = [(ry >= KM - 1 - r) & (ry < height + (KM - 1 - r)) for r in range(KM)]
-        colmask = [(rx >= KM - 1 - cc) & (rx < width + (KM - 1 - cc)) for cc in range(KM)]
-        masked = Signal(win_layout)
-        zp_pix = [zp] * P
-        for cc in range(KM):
-            for r in range(KM):
-                keep = rowmask[r] & colmask[cc]
-                for lane in range(P):
-                    m.d.comb += masked[cc][r][lane].eq(Mux(keep, full[cc][r][lane], zp_pix[lane]))
-        # A 3×3 window of a 5×5 buffer is its bottom-right corner; present it at [0:3][0:3].
-        placed = Signal(win_layout)
-        off = KM - 3
-        for cc in range(KM):
-            for r in range(KM):
-                if off and r < 3 and cc < 3:
-                    m.d.comb += placed[cc][r].eq(
-                        Mux(k5, masked[cc][r], masked[cc + off][r + off]))
-                else:
-                    m.d.comb += placed[cc][r].eq(masked[cc][r])
+        flag_layout = data.StructLayout({"mask": KM, "inr": 1, "par": 1, "wl": 1, "last": 1})
 
-        # Memories: write back this position's history, read the next position's.
-        vaddr_next = Signal.like(vaddr)
-        gc_next = Signal.like(gc)
-        m.d.comb += [
-            vaddr_next.eq(vaddr),
-            gc_next.eq(gc),
-            vw.addr.eq(vaddr),
-            vw.en.eq(fire & real_x),
-            hw_.addr.eq(gc),
-            hw_.en.eq(fire),
-            vr.addr.eq(vaddr_next),
-            hr.addr.eq(gc_next),
-        ]
-        for r in range(KM - 1):
-            m.d.comb += vw.data[r].eq(new_col[r + 1])
-        for cc in range(KM - 1):
-            m.d.comb += hw_.data[cc].eq(full[cc + 1])
+        def axis_flags(name, v, a, tests):
+            """This axis's flags, their values at position 0 and after a step."""
+            f = reg(flag_layout, f"{name}_flags")
+            init = Signal(flag_layout, name=f"{name}_flags_init")
+            nxt = Signal(flag_layout, name=f"{name}_flags_next")
+            m.d.comb += [
+                # Parity of position 0 against `lo` = K − 1 − before (K − 1 even).
+                init.mask.eq(1), init.inr.eq(0), init.par.eq(~a["before"][0]),
+                init.wl.eq(0), init.last.eq(0),
+                nxt.mask[0].eq(f.mask[0] & ~tests["leave0"]),
+                nxt.inr.eq((f.inr | tests["enter"]) & ~tests["hi"]),
+                nxt.par.eq(~f.par), nxt.wl.eq(tests["hi_m1"]), nxt.last.eq(tests["last_m1"]),
+            ]
+            for j in range(1, KM):
+                m.d.comb += nxt.mask[j].eq((f.mask[j] | tests[f"at{j - 1}"])
+                                           & ~tests[f"leave{j}"])
+            return f, init, nxt
 
-        with m.If(fire):
-            m.d.comb += gc_next.eq(Mux(last_group, 0, gc + 1))
-            m.d.comb += vaddr_next.eq(Mux(last_group & last_col, 0, vaddr + real_x))
-            m.d.sync += [gc.eq(gc_next), vaddr.eq(vaddr_next)]
-            with m.If(last_group):
-                m.d.sync += rx.eq(Mux(last_col, 0, rx + 1))
-                with m.If(last_col):
-                    m.d.sync += ry.eq(ry + 1)
+        def tests_of(v, a, registered, name):
+            t = {f"at{j}": v == j for j in range(KM - 1)}
+            t |= {f"leave{j}": v == a["plus_m1"][j] for j in range(KM)}
+            t |= {"enter": v == a["lo_m1"], "hi": v == a["hi"], "hi_m1": v == a["hi_m1"],
+                  "last_m1": v == a["last_m1"]}
+            if not registered:
+                return t
+            out = {}
+            for k, value in t.items():
+                out[k] = reg(1, f"{name}_{k}")
+                m.d.sync += out[k].eq(value)
+            return out
+
+        yf, y_init, y_next = axis_flags("y", ry, ya, tests_of(ry, ya, True, "ry_is"))
+        xf, x_init, x_next = axis_flags("x", rx, xa, tests_of(rx, xa, False, "rx_is"))
+        emit_y = yf.inr & (~s2 | yf.par)
+        emit_x = xf.inr & (~s2 | xf.par)
+        real_x = xf.mask[0]
+        row_end = last_group & xf.last
+        last_pos = row_end & yf.last
+        pos = data.StructLayout({
+            "valid": 1, "needs_in": 1, "emit": 1, "real_x": 1, "first": 1, "last_win": 1,
+            "last_pos": 1, "gc": gb, "vaddr": len(vaddr), "rows": KM, "cols": KM})
+        er, e1, e0 = reg(pos, "er"), reg(pos, "e1"), reg(pos, "e0")
+        with m.If(shift):
+            m.d.sync += [
+                e0.eq(e1), e1.eq(er),
+                er.valid.eq(c_valid), er.needs_in.eq(yf.mask[0] & real_x),
+                er.emit.eq(emit_y & emit_x), er.real_x.eq(real_x),
+                er.first.eq(first_pending), er.last_win.eq(yf.wl & xf.wl & last_group),
+                er.last_pos.eq(last_pos), er.gc.eq(gc), er.vaddr.eq(vaddr),
+                # Tap row r (of K_max) is pixel H − r rows back: the mask of that distance.
+                er.rows.eq(Cat(*[yf.mask[H - r] for r in range(KM)])),
+                er.cols.eq(Cat(*[xf.mask[H - cc] for cc in range(KM)])),
+            ]
+
+        # The memories' read addresses are these counters. Each memory gets its own copy:
+        # a counter of its own (its next value depends on itself, so Yosys keeps the
+        # copies apart) that the placer can put beside that memory's block RAMs, instead of
+        # one register fanning out to all of them.
+        gc_copies = [reg(gb, f"gc_{j}") for j in range(H)]
+        vaddr_copies = [reg(len(vaddr), f"vaddr_{j}") for j in range(H)]
+        advance = shift & c_valid
+        with m.If(advance):
+            m.d.sync += [
+                first_pending.eq(first_pending & ~(emit_y & emit_x)),
+                last_group.eq(Mux(last_group, raw["groups"] == 1, gc == groups_m2)),
+            ]
             with m.If(last_pos):
-                m.d.sync += running.eq(0)
-        with m.If(~running):
-            m.d.comb += [gc_next.eq(0), vaddr_next.eq(0)]
-        with m.If(self.cfg.valid & self.cfg.ready):
-            m.d.sync += [
-                running.eq(1), ry.eq(0), rx.eq(0), gc.eq(0), vaddr.eq(0), first_pending.eq(1),
-                height.eq(c.height), width.eq(c.width),
-                groups.eq(c.channels >> _log2(P)),
-                k5.eq(ck5), s2.eq(cs2), zp.eq(c.zero_point),
-                rows.eq(gy[0]), offy.eq(gy[1]), maxy.eq(gy[2]),
-                cols.eq(gx[0]), offx.eq(gx[1]), maxx.eq(gx[2]),
+                m.d.sync += c_valid.eq(0)
+        for cnt, sh in [(gc, shift), *[(c_, shifts[f"h{j}"]) for j, c_ in enumerate(gc_copies)]]:
+            with m.If(sh & c_valid):
+                m.d.sync += cnt.eq(Mux(last_group, 0, cnt + 1))
+        for cnt, sh in [(vaddr, shift),
+                        *[(c_, shifts[f"v{j}"]) for j, c_ in enumerate(vaddr_copies)]]:
+            with m.If(sh & c_valid & (real_x | row_end)):
+                m.d.sync += cnt.eq(Mux(row_end, 0, cnt + 1))
+        with m.If(advance & last_group):
+            m.d.sync += [rx.eq(Mux(xf.last, 0, rx + 1)),
+                         xf.eq(Mux(xf.last, x_init, x_next))]
+        with m.If(advance & row_end):
+            m.d.sync += [ry.eq(ry + 1), yf.eq(y_next)]
+        with m.If(st[1]):
+            m.d.sync += [c_valid.eq(1), first_pending.eq(1), ry.eq(0), rx.eq(0),
+                         last_group.eq(raw["groups"] == 1), xf.eq(x_init), yf.eq(y_init),
+                         *[cnt.eq(0) for cnt in [gc, *gc_copies, vaddr, *vaddr_copies]]]
+
+        # --- memories -------------------------------------------------------------------
+        # One memory per history column (horizontal: the H columns to the left of a
+        # channel group) and per history row (vertical: the H pixels above a column's
+        # channel group), each with a registered read (RegisteredMemory): read at stage C's
+        # address every cycle, the word arrives two cycles later, when its position is in
+        # R or E1, and is held in registers from then on. The write of a position happens
+        # the cycle after it fires, from registers. So a position's read can miss the
+        # writes of the last three or four positions before it: when the entry's writer is
+        # that close — Gc (1 to 4) groups back in the horizontal memory, Gc·columns (2 to
+        # 4, layers of width ≤ 3) in the vertical one — its word is taken from the
+        # write-data registers instead, on the first cycle the position is in the stage
+        # where that write is one to three cycles old ("near" selects, fixed per layer).
+        parts = {"h": (column.size, gc_copies, self.horizontal_depth),
+                 "v": (pix.size, vaddr_copies, self.vertical_depth)}
+        mems = {p: [RegisteredMemory(width=width, depth=depth, ecp5_bram=self._ecp5_bram,
+                                     name=f"{p}mem_{j}")
+                    for j in range(H)]
+                for p, (width, _, depth) in parts.items()}
+        ro = Signal(hist)                    # the words read two cycles ago
+        for p, (_, addrs, _) in parts.items():
+            for j, mem in enumerate(mems[p]):
+                mem.build(m)
+                m.d.comb += [mem.r_addr.eq(addrs[j]), ro[p][j].eq(mem.r_data)]
+
+        sh1, f1, f2 = reg(1, "shift_d1"), reg(1, "fire_d1"), reg(1, "fire_d2")
+        m.d.sync += [sh1.eq(shift), f1.eq(fire), f2.eq(f1)]
+        wr = data_reg(hist, "wr")            # write data of the position fired last cycle
+        wr2 = data_reg(hist, "wr2")          # … two cycles ago
+        wr3 = data_reg(hist, "wr3")          # … three cycles ago
+        hr = data_reg(hist, "hr")            # R's history, when it arrived while in R
+        hd1 = data_reg(hist, "hd1")          # E1's history
+        hd0 = data_reg(hist, "hd0")          # E0's history
+        m.d.sync += [wr2.eq(wr), wr3.eq(wr2)]
+
+        # Selects for this cycle, registered the cycle before from: shift now (→ one
+        # cycle ago), shift one cycle ago (sh1 → two ago), fire two cycles ago (f2 → three
+        # ago). A word read at C arrives two cycles later; it is R's if C shifted then
+        # but R did not since (`cap`), E1's if both shifted. It lacks the write of the
+        # position 3 back (fired as it was read: in `wr2` on arrival) and of the one 4
+        # back if that fired the cycle before (in `wr3`). E1's misses the position 2 back
+        # (fired when E1 took it: in `wr`), E0's the one just before (in `wr`).
+        chunk = 192                          # bits per copy of a select
+        d1, d0 = Signal(hist), Signal(hist)
+        for p in "hv":
+            n1, n2, n3, n4 = (near.get(f"{p}{d}", Const(0)) for d in (1, 2, 3, 4))
+            late4 = n4 & f2                  # position 4 back fired 3 cycles ago
+            width = len(ro[p][0].as_value())
+            per_mem = -(-width // chunk)
+            for j in range(H):
+                sh = shifts[f"{p}{j}"]           # this memory's own copy of `shift`
+                cap = ~sh & sh1
+                both = sh & sh1
+                cond = {
+                    "cap_ro": cap & ~n3 & ~late4, "cap_w2": cap & n3, "cap_w3": cap & late4,
+                    "d1_ro": both & ~n2 & ~n3 & ~late4, "d1_w1": sh & n2, "d1_w2": both & n3,
+                    "d1_w3": both & late4, "d1_r": sh & ~sh1 & ~n2,
+                    "d0_w1": sh & n1, "d0_d1": sh & ~n1,
+                }
+                sel = {k: copies(v, per_mem, f"sel_{p}{j}_{k}") for k, v in cond.items()}
+                parts_d1, parts_d0, parts_hr = [], [], []
+                for c in range(per_mem):
+                    s_ = {k: v[c] for k, v in sel.items()}
+                    lo, hi = c * chunk, min(width, (c + 1) * chunk)
+
+                    def bits(x, p=p, j=j, lo=lo, hi=hi):
+                        return x[p][j].as_value()[lo:hi]
+
+                    # The block RAM's word enters each register through one 2-input
+                    # multiplexer; the other input is selected from registers only.
+                    any_cap = s_["cap_ro"] | s_["cap_w2"] | s_["cap_w3"]
+                    hold_r = Mux(s_["cap_w2"], bits(wr2), Mux(s_["cap_w3"], bits(wr3),
+                                                             bits(hr)))
+                    parts_hr.append(Mux(s_["cap_ro"], bits(ro), Mux(any_cap, hold_r,
+                                                                    bits(hr))))
+                    other = Mux(s_["d1_w1"], bits(wr), Mux(s_["d1_w2"], bits(wr2), Mux(
+                        s_["d1_w3"], bits(wr3), Mux(s_["d1_r"], bits(hr), bits(hd1)))))
+                    parts_d1.append(Mux(s_["d1_ro"], bits(ro), other))
+                    parts_d0.append(Mux(s_["d0_w1"], bits(wr), Mux(s_["d0_d1"], bits(hd1),
+                                                                   bits(hd0))))
+                m.d.sync += hr[p][j].eq(Cat(*parts_hr))
+                m.d.comb += [d1[p][j].eq(Cat(*parts_d1)), d0[p][j].eq(Cat(*parts_d0))]
+        m.d.sync += [hd1.eq(d1), hd0.eq(d0)]
+
+        # --- E0: the window and the write-back --------------------------------------------
+        new_col = Signal(column)
+        for r in range(H):
+            m.d.comb += new_col[r].eq(d0.v[r])
+        m.d.comb += new_col[H].eq(self.i.payload)
+        full = Signal(win_layout)
+        for cc in range(H):
+            m.d.comb += full[cc].eq(d0.h[cc])
+        m.d.comb += full[H].eq(new_col)
+        for cc in range(H - 1):
+            m.d.sync += wr.h[cc].eq(d0.h[cc + 1])
+        m.d.sync += wr.h[H - 1].eq(new_col)
+        for r in range(H):
+            m.d.sync += wr.v[r].eq(new_col[r + 1])
+        w_gc = reg(gb, "w_gc")
+        w_vaddr = reg(len(vaddr), "w_vaddr")
+        w_v = reg(1, "w_v")
+        m.d.sync += [w_gc.eq(e0.gc), w_vaddr.eq(e0.vaddr), w_v.eq(fire & e0.real_x)]
+        for j in range(H):
+            hm, vm = mems["h"][j], mems["v"][j]
+            m.d.comb += [
+                hm.w_addr.eq(w_gc), hm.w_data.eq(wr.h[j]), hm.w_en.eq(f1),
+                vm.w_addr.eq(w_vaddr), vm.w_data.eq(wr.v[j]), vm.w_en.eq(w_v),
             ]
 
-        # Output register and gearbox.
-        with m.If(self.o.valid & self.o.ready):
-            if M > 1:
-                m.d.sync += sub.eq(Mux(sub_last, 0, sub + 1))
-            with m.If(sub_last):
-                m.d.sync += reg_valid.eq(0)
-        with m.If(fire & emit):
-            m.d.sync += [
-                reg_valid.eq(1), reg.taps.eq(placed), reg.gc.eq(gc), reg.kernel5.eq(k5),
-                reg.first.eq(first_pending), reg.last.eq(last_win), first_pending.eq(0),
+        # Per tap of the window: the tap itself (a), the tap two down and right (b: a 3×3
+        # window of a 5×5 buffer is its bottom-right corner), or the zero point. The
+        # selects are registered as E0 takes its position (so that `k5` drives 34 LUTs, not
+        # every tap), and the zero point is copied per window column.
+        off = KM - 3
+        sel_a = reg(KM * KM, "e0_sel_a")
+        sel_b = reg(KM * KM, "e0_sel_b")
+        for cc in range(KM):
+            for r in range(KM):
+                n = cc * KM + r
+                keep = e1.rows[r] & e1.cols[cc]
+                with m.If(shifts["win"]):
+                    if off and r < 3 and cc < 3:
+                        m.d.sync += [
+                            sel_a[n].eq(k5 & keep),
+                            sel_b[n].eq(~k5 & e1.rows[r + off] & e1.cols[cc + off]),
+                        ]
+                    else:
+                        m.d.sync += sel_a[n].eq(keep)
+        zp_c = copies(zp, KM, "zp")
+        placed = Signal(win_layout)
+        for cc in range(KM):
+            for r in range(KM):
+                n = cc * KM + r
+                alt = full[cc + off][r + off] if off and r < 3 and cc < 3 else None
+                for lane in range(P):
+                    tap = Mux(sel_a[n], full[cc][r][lane],
+                              zp_c[cc] if alt is None else Mux(sel_b[n], alt[lane], zp_c[cc]))
+                    m.d.comb += placed[cc][r][lane].eq(tap)
+
+        # --- output: two window slots, the gearbox sends one as M windows of L lanes ------
+        # The window of a firing position is taken by the free slot; a slot takes its input
+        # whenever free, so its enable is a flip-flop (one copy per window column), not the
+        # handshake. The position fires only if the previous window's last sub-window leaves
+        # by this cycle, exactly as with a single window register, so the timing is that of
+        # one register. The handshake state (valid, last sub-window, kernel5 of the window
+        # on `o`) is kept in registers of its own; the output multiplexer's selects are
+        # copied per window column.
+        slot_layout = data.StructLayout({
+            "taps": win_layout, "gc": gb, "kernel5": 1, "first": 1, "last": 1})
+        slots = [data_reg(slot_layout, f"slot_{j}") for j in range(2)]
+        full_slot = [reg(1, f"slot_{j}_busy") for j in range(2)]
+        wptr, rptr = reg(1, "wptr"), reg(1, "rptr")
+        sub = reg(range(max(2, M)), "sub")
+        o_valid = reg(1, "o_valid")
+        sub_last = reg(1, "sub_last", init=int(M == 1))
+        o_k5 = reg(1, "o_kernel5")
+        send = o_valid & self.o.ready
+        done = send & sub_last               # the window on `o` leaves this cycle
+        out_free = ~o_valid | (self.o.ready & sub_last)
+        load = fire & e0.emit
+        m.d.comb += self.i.ready.eq(e0.valid & e0.needs_in & (~e0.emit | out_free))
+        busy_next = [(full_slot[j] & ~(done & (rptr == j))) | (load & (wptr == j))
+                     for j in range(2)]
+        rptr_next = rptr ^ done
+        o_valid_next = Mux(rptr_next, busy_next[1], busy_next[0])
+        sub_next = Mux(done, 0, Mux(send, sub + 1, sub))
+        k5_next = [Mux(full_slot[j], slots[j].kernel5, k5) for j in range(2)]
+        m.d.sync += [
+            full_slot[0].eq(busy_next[0]), full_slot[1].eq(busy_next[1]),
+            rptr.eq(rptr_next), wptr.eq(wptr ^ load), sub.eq(sub_next),
+            o_valid.eq(o_valid_next),
+            sub_last.eq(sub_next == M - 1),
+            o_k5.eq(Mux(rptr_next, k5_next[1], k5_next[0])),
+        ]
+        with m.If(fire & e0.last_pos):
+            m.d.sync += busy.eq(0)
+        # fire = e0.valid & (~e0.needs_in | i.valid) & (~e0.emit | out_free) and shift =
+        # fire | ~e0.valid, per island from four registers of its own holding the terms
+        # that do not depend on the ports: shift = (no_input | i.valid) & (no_wait |
+        # (sub_last & o.ready)), fire = valid & shift.
+        valid_next = Mux(shift, e1.valid, e0.valid)
+        no_input_next = Mux(shift, ~e1.valid | ~e1.needs_in, ~e0.valid | ~e0.needs_in)
+        no_wait_next = ~valid_next | ~Mux(shift, e1.emit, e0.emit) | ~o_valid_next
+        n_isl = len(islands)
+        t_valid = copies(valid_next, n_isl, "fire_valid")
+        t_no_input = copies(no_input_next, n_isl, "fire_no_input", init=1)
+        t_no_wait = copies(no_wait_next, n_isl, "fire_no_wait", init=1)
+        t_sub_last = copies(sub_next == M - 1, n_isl, "fire_sub_last", init=int(M == 1))
+        for k, name in enumerate(islands):
+            m.d.comb += [
+                shifts[name].eq((t_no_input[k] | self.i.valid)
+                                & (t_no_wait[k] | (t_sub_last[k] & self.o.ready))),
+                fires[name].eq(t_valid[k] & shifts[name]),
             ]
+        # The slots' enables, per window column from that column's copy of `fire`.
+        free_c = [[Signal(name=f"slot_{j}_free_{cc}", init=1) for cc in range(KM)]
+                  for j in range(2)]
+        for cc in range(KM):
+            load_c = fires[f"slot{cc}"] & e0.emit
+            for j in range(2):
+                m.d.sync += free_c[j][cc].eq(
+                    ~((full_slot[j] & ~(done & (rptr == j))) | (load_c & (wptr == j))))
+        for j in range(2):
+            with m.If(~full_slot[j]):
+                m.d.sync += [slots[j].gc.eq(e0.gc), slots[j].kernel5.eq(k5),
+                             slots[j].first.eq(e0.first), slots[j].last.eq(e0.last_win)]
+            for cc in range(KM):
+                with m.If(free_c[j][cc]):
+                    m.d.sync += slots[j].taps[cc].eq(placed[cc])
+        rptr_c = copies(rptr_next, KM, "rptr")
+        sub_c = [Signal.like(sub, name=f"sub_{cc}") for cc in range(KM)]
+        for cc in range(KM):
+            m.d.sync += sub_c[cc].eq(sub_c[cc] ^ (sub_c[cc] ^ sub_next))
+
+        cur = Signal(slot_layout)
+        m.d.comb += cur.eq(Mux(rptr, slots[1], slots[0]))
         o = self.o.payload
         m.d.comb += [
-            self.o.valid.eq(reg_valid),
-            o.kernel5.eq(reg.kernel5),
-            o.first.eq(reg.first & (sub == 0)),
-            o.last.eq(reg.last & sub_last),
-            o.group.eq(reg.gc * M + sub if M > 1 else reg.gc),
+            self.o.valid.eq(o_valid),
+            o.kernel5.eq(o_k5),
+            o.first.eq(cur.first & (sub == 0)),
+            o.last.eq(cur.last & sub_last),
+            o.group.eq(Cat(sub[:_log2(M)], cur.gc) if M > 1 else cur.gc),
         ]
-        for r in range(KM):
-            for cc in range(KM):
+        for cc in range(KM):
+            col = Mux(rptr_c[cc], slots[1].taps[cc].as_value(), slots[0].taps[cc].as_value())
+            col = column(col)
+            for r in range(KM):
                 for lane in range(L):
                     if M == 1:
-                        src = reg.taps[cc][r][lane]
+                        src = col[r][lane]
                     else:
-                        choices = [reg.taps[cc][r][j * L + lane] for j in range(M)]
+                        choices = [col[r][j * L + lane] for j in range(M)]
                         src = choices[0]
                         for j in range(1, M):
-                            src = Mux(sub == j, choices[j], src)
+                            src = Mux(sub_c[cc] == j, choices[j], src)
                     m.d.comb += o.taps[r][cc][lane].eq(src)
         return m
 

@@ -13,13 +13,18 @@ seven. Each partial product is ``a`` or ``2a`` (or 0), inverted when ``d_i`` is 
 the ``+1`` completing that two's-complement negation is placed in the two zero bits below
 the next partial product, so it costs no adder of its own (only the top digit's ``+1``
 remains, a one-bit addend of the final sum).
+
+:func:`booth_terms_s8` stops after the first adder level and returns the product's three
+addends instead, so that a pipelined adder tree (the depthwise PE array's) can sum the
+products of a whole window with a register after every level: the multiplier's last adds
+and the window's sum become levels of one tree.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Value, signed
 
-__all__ = ["booth_mul_s8"]
+__all__ = ["booth_mul_s8", "booth_terms_s8"]
 
 
 def _partial(a: Value, b: Value, i: int) -> tuple[Value, Value]:
@@ -36,6 +41,55 @@ def _partial(a: Value, b: Value, i: int) -> tuple[Value, Value]:
     return Mux(hi, ~pp, pp).as_signed(), hi
 
 
+def _check(a: Value, b: Value) -> tuple[Value, Value]:
+    a, b = Value.cast(a), Value.cast(b)
+    for name, v in (("a", a), ("b", b)):
+        if v.shape() != signed(8):
+            raise ValueError(f"{name} must be signed(8), not {v.shape()!r}")
+    return a, b
+
+
+def booth_terms_s8(a: Value, b: Value) -> tuple[Value, Value, Value]:
+    """The three addends of ``a * b`` after one adder level: ``(low, high, top)``.
+
+    ``a * b == low + (high << 2) + (top << 6)`` for signed 8-bit ``a`` and ``b``.
+
+    Parameters
+    ----------
+    a, b : Value
+        Signed 8-bit operands (``signed(8)``); wider values raise.
+
+    Returns
+    -------
+    low : Value
+        ``signed(13)``: digits 0 and 1 (``p0 + n0 + 4·p1``).
+    high : Value
+        ``signed(15)``: digits 2 and 3 at weight 4 (``n1 + 4·p2 + 16·(n2 + 4·p3)`` / 4).
+    top : Value
+        ``unsigned(1)``: the top digit's negation ``+1``, at weight 64.
+
+    Depth: one level of partial-product selection (a LUT or two per bit) and one adder
+    (two side by side), so the three can be registered for a pipelined sum.
+
+    Raises
+    ------
+    ValueError
+        If an operand is not ``signed(8)``.
+    """
+    a, b = _check(a, b)
+    # Digit i's partial product has weight 4**i; digit i's +1 sits at bit 2i, which is one
+    # of the two zero bits below digit i+1's partial product.
+    (p0, n0), (p1, n1), (p2, n2), (p3, n3) = (_partial(a, b, i) for i in range(4))
+    t0 = p0                                              # weight 1
+    t1 = Cat(n0, Const(0, 1), p1).as_signed()            # weight 1: n0 + 4·p1
+    t2 = Cat(n1, Const(0, 1), p2).as_signed()            # weight 4: n1 + 4·p2
+    t3 = Cat(n2, Const(0, 1), p3).as_signed()            # weight 16: n2 + 4·p3
+    low = (t0 + t1)[:13].as_signed()                     # |low| < 2**12
+    high = (t2 + (t3 << 2))[:15].as_signed()             # |high| < 2**14
+    # n3 (weight 64) has no free slot left: a one-bit addend of its own.
+    return low, high, n3
+
+
 def booth_mul_s8(a: Value, b: Value) -> Value:
     """``a * b`` for signed 8-bit ``a`` and ``b``, as a signed(16) expression without ``*``.
 
@@ -48,27 +102,14 @@ def booth_mul_s8(a: Value, b: Value) -> Value:
     -------
     Value
         Combinational ``signed(16)`` expression equal to ``a * b`` (the products lie in
-        [−16256, 16384]). Depth: one level of partial-product selection (a LUT or two per
-        bit) and two levels of adders.
+        [−16256, 16384]): :func:`booth_terms_s8` summed. Depth: one level of
+        partial-product selection (a LUT or two per bit) and three adder levels.
 
     Raises
     ------
     ValueError
         If an operand is not ``signed(8)``.
     """
-    a, b = Value.cast(a), Value.cast(b)
-    for name, v in (("a", a), ("b", b)):
-        if v.shape() != signed(8):
-            raise ValueError(f"{name} must be signed(8), not {v.shape()!r}")
-    # Digit i's partial product has weight 4**i; digit i's +1 sits at bit 2i, which is one
-    # of the two zero bits below digit i+1's partial product.
-    (p0, n0), (p1, n1), (p2, n2), (p3, n3) = (_partial(a, b, i) for i in range(4))
-    t0 = p0                                              # weight 1
-    t1 = Cat(n0, Const(0, 1), p1).as_signed()            # weight 1: n0 + 4·p1
-    t2 = Cat(n1, Const(0, 1), p2).as_signed()            # weight 4: n1 + 4·p2
-    t3 = Cat(n2, Const(0, 1), p3).as_signed()            # weight 16: n2 + 4·p3
-    low = t0 + t1                                        # bits 0..12
-    high = t2 + (t3 << 2)                                # weight 4
-    # n3 (weight 64) has no free slot left: a one-bit third addend of the final sum.
-    total = low + (high << 2) + (n3 << 6)
+    low, high, top = booth_terms_s8(a, b)
+    total = low + (high << 2) + (top << 6)
     return total[:16].as_signed()

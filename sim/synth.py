@@ -424,14 +424,14 @@ def _line_buffer_kwargs(config) -> dict[str, int]:
 def _line_buffer(config, target):
     from mnaccel.hw.line_buffer import LineBuffer
 
-    return LineBuffer(**_line_buffer_kwargs(config))
+    return LineBuffer(ecp5_bram=target == "ecp5", **_line_buffer_kwargs(config))
 
 
 def _depthwise(config, target):
     from mnaccel.hw.depthwise import DepthwiseEngine
 
     return DepthwiseEngine(kernel=config.dw_kernel, mul_luts=config.dw_mul_luts,
-                           **_line_buffer_kwargs(config))
+                           ecp5_bram=target == "ecp5", **_line_buffer_kwargs(config))
 
 
 def _depthwise_array(config, target):
@@ -439,7 +439,7 @@ def _depthwise_array(config, target):
 
     return DepthwiseArray(lanes=config.dw_lanes, kernel=config.dw_kernel,
                           max_kernel=config.max_kernel, max_channels=config.lb_max_channels,
-                          mul_luts=config.dw_mul_luts)
+                          mul_luts=config.dw_mul_luts, ecp5_bram=target == "ecp5")
 
 
 def _depthwise_layer(config, target):

@@ -144,13 +144,17 @@ def test_verilog_unwritable_output_is_one_line(root, tmp_path, capsys, monkeypat
     assert not out.exists()
 
 
-def test_verilog_target_decides_dsp_primitives(root, tmp_path):
+@pytest.mark.parametrize("block, primitive", [
+    ("requantizer", "MULT18X18D"), ("pointwise", "MULT18X18D"), ("pointwise", "DP16KD"),
+    ("line_buffer", "DP16KD"), ("depthwise", "DP16KD"), ("depthwise_array", "DP16KD"),
+])
+def test_verilog_target_decides_ecp5_primitives(root, tmp_path, block, primitive):
     ecp5, generic = tmp_path / "e.v", tmp_path / "g.v"
-    base = ["verilog", "--config", "tiny", "--block", "requantizer"]
+    base = ["verilog", "--config", "tiny", "--block", block]
     assert cli([*base, "-o", str(ecp5)]) == 0
     assert cli([*base, "--target", "generic", "-o", str(generic)]) == 0
-    assert "MULT18X18D" in ecp5.read_text()
-    assert "MULT18X18D" not in generic.read_text()
+    assert primitive in ecp5.read_text()
+    assert primitive not in generic.read_text()
 
 
 def test_synth_xilinx7_pointwise(root, capsys):
