@@ -626,6 +626,9 @@ class _Step:
     def _valid(self, kind: str, idx: int) -> int:
         """The first cycle the issuer presents the command (state, credits, halves)."""
         ready = max(self.issuer_last + 1, self.start)
+        if kind == "act":
+            # The tile's byte count is a product the scheduler computes by shift and add.
+            ready = max(ready, self.go + _sched.PRODUCT_CYCLES)
         if kind == "act" and idx >= 2:
             if idx - 2 not in self.release:
                 raise _NotYet(idx)
@@ -750,7 +753,9 @@ class _Step:
         self.read_bytes += in_bytes
         total = _ceil(in_bytes, AB)
         firsts: list[int] = []
-        state = {"valid": lb_go + 1}
+        # The reader starts once the line buffer is configured and the map's byte count
+        # (a product the scheduler computes by shift and add) is known.
+        state = {"valid": max(lb_go, self.go + _sched.IN_BYTES_CYCLES) + 1}
 
         def beat_ready(beat: int, pops: list[int]) -> int:
             n = beat // chunk
@@ -900,7 +905,7 @@ class _Step:
         """``layer_done``: the last tile's write response is back."""
         out_stride = self.plan.storage(self.step.output).c_stride
         # No write command before the descriptor's checks are done.
-        free = self.go + getattr(_sched, "CHECK_CYCLES", 0)
+        free = self.go + _sched.CHECK_CYCLES
         end = 0
         for t, (_, n) in enumerate(self.tiles):
             nbytes = (1 if self.op is Opcode.POOL else n) * out_stride

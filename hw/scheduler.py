@@ -42,7 +42,9 @@ may hang the scheduler or make it write outside the step's output tensor. An una
 program address or descriptor address stops the run before the step starts
 (``ErrorCode.ALIGN``); the shape checks (sizes against the buffers and the line buffer, tile
 sizes against the pixel counts and the window geometry, :func:`check_descriptor`) run
-beside the step's first cycles on one shared multiplier, and the write-back waits for them,
+beside the step's first cycles on shift-and-add multipliers (no DSP: the products of
+descriptor sizes the engines need come from the same ones, :data:`PRODUCT_CYCLES`,
+:data:`IN_BYTES_CYCLES`), and the write-back waits for them,
 so that a bad step ends with ``ErrorCode.SHAPE`` before it has written anything and a good
 one is not slowed down. After an error the engines are left mid-step: the top resets them
 and aborts the DMA (:class:`~mnaccel.hw.accelerator.Accelerator`).
@@ -77,7 +79,8 @@ from mnaccel.hw.pointwise import weight_layout as pw_weight_layout
 from mnaccel.hw.requantizer import input_layout as rq_input_layout
 from mnaccel.hw.requantizer import output_layout as rq_output_layout
 
-__all__ = ["CHECK_CYCLES", "ErrorCode", "Scheduler", "SUPPORTED_OPCODES", "check_descriptor"]
+__all__ = ["CHECK_CYCLES", "ErrorCode", "IN_BYTES_CYCLES", "PRODUCT_CYCLES", "Scheduler",
+           "SUPPORTED_OPCODES", "check_descriptor"]
 
 #: Opcodes the scheduler executes; any other raises ``ErrorCode.OPCODE``.
 SUPPORTED_OPCODES = (Opcode.END, Opcode.CONV0, Opcode.DW_PW, Opcode.PW, Opcode.POOL,
@@ -95,11 +98,19 @@ LB_CHUNK_BEATS = 32
 #: Bits of a DMA command's byte length.
 LEN_WIDTH = 24
 
-#: Products the shape checks compute, one per cycle on one multiplier.
-_CHECK_PRODUCTS = 6
-#: Cycles from a step's start (``step_go``, in DECODE) until its shape checks are known; no
-#: write command is issued before (the earliest write-back comes much later).
-CHECK_CYCLES = _CHECK_PRODUCTS + 3
+#: Bits of a descriptor size: the per-step products are computed by shift and add, one bit
+#: of the second operand per cycle (:func:`_serial_mul`), so that the scheduler needs no DSP.
+_MUL_BITS = 16
+#: Cycles from a step's start (``step_go``, in DECODE) until the products of descriptor sizes
+#: (the byte counts of the tiles' activation reads and write-backs) are known: the issuer's
+#: first activation read waits for them.
+PRODUCT_CYCLES = _MUL_BITS + 1
+#: Cycles from ``step_go`` until its shape checks are known (the products, then two
+#: registered stages of comparisons); no write command is issued before.
+CHECK_CYCLES = _MUL_BITS + 4
+#: Cycles from ``step_go`` until the input map's byte count (a second pass on the products)
+#: is known: the line-buffer reader's first read waits for it.
+IN_BYTES_CYCLES = 2 * _MUL_BITS + 2
 
 
 class ErrorCode(enum.Enum, shape=8):
@@ -138,6 +149,35 @@ _RECORD = data.StructLayout({
 
 def _log2(n: int) -> int:
     return n.bit_length() - 1
+
+
+def _serial_mul(m: Module, a, b, start, name: str, width: int = 32) -> Signal:
+    """``a·b`` (unsigned, modulo ``2**width``) by shift and add: one bit of ``b`` per cycle.
+
+    The operands are taken in the cycle ``start`` is high; the product is final ``len(b)``
+    cycles after the next one and holds until the next ``start``. A 32-bit adder and three
+    shift registers instead of a DSP: the scheduler's products are per step, not per beat.
+    """
+    acc = Signal(width, name=f"{name}")
+    a_sh = Signal(width, name=f"{name}_a")
+    b_sh = Signal(len(b), name=f"{name}_b")
+    with m.If(start):
+        m.d.sync += [acc.eq(0), a_sh.eq(a), b_sh.eq(b)]
+    with m.Else():
+        m.d.sync += [a_sh.eq(a_sh << 1), b_sh.eq(b_sh >> 1)]
+        with m.If(b_sh[0]):
+            m.d.sync += acc.eq(acc + a_sh)
+    return acc
+
+
+def _const_mul(x, k: int):
+    """``x·k`` for a constant ``k`` as a sum of shifts: Yosys maps even a constant ``*`` to
+    a DSP."""
+    terms = [x << i for i in range(k.bit_length()) if k >> i & 1]
+    total = terms[0] if terms else Const(0)
+    for t in terms[1:]:
+        total = total + t
+    return total
 
 
 def _window_out(size: int, kernel: int, stride: int, same: bool) -> int:
@@ -402,13 +442,18 @@ class Scheduler(wiring.Component):
         return self._cfg.pw_weight_fifo_bytes // (self._cfg.axi_data_width // 8)
 
     def _checks(self, m: Module, d, step_go):
-        """The gateware of :func:`check_descriptor` for the decoded descriptor ``d``.
+        """The gateware of :func:`check_descriptor` for the decoded descriptor ``d``, and the
+        step's products.
 
-        Returns ``(addr_bad, chk_done, chk_bad)``. ``addr_bad`` is combinational, for the
-        decode. The shape rules are evaluated beside the step: the cheap ones registered from
-        ``d``, the six products one per cycle on one multiplier from ``step_go`` on, then
-        the comparisons; ``chk_done`` rises :data:`CHECK_CYCLES` cycles after ``step_go``,
-        with ``chk_bad``, and both hold until the next ``step_go``.
+        Returns ``(addr_bad, chk_done, chk_bad, prods)``. ``addr_bad`` is combinational, for
+        the decode. The shape rules are evaluated beside the step: the cheap ones registered
+        from ``d``, the products on shift-and-add multipliers (:func:`_serial_mul`, no DSP)
+        from ``step_go`` on, then the comparisons in two registered stages; ``chk_done``
+        rises :data:`CHECK_CYCLES` cycles after ``step_go``, with ``chk_bad``, and both hold
+        until the next ``step_go``. ``prods`` holds the products the engines use: the
+        activation reads' and write-backs' byte counts of the first, middle and last tile
+        (``act``, ``out``) with ``ready`` (:data:`PRODUCT_CYCLES` after ``step_go``), and the
+        input map's bytes ``in_bytes`` with ``in_ready`` (:data:`IN_BYTES_CYCLES`).
         """
         cfg = self._cfg
         R, C = cfg.pw_rows, cfg.pw_cols
@@ -442,6 +487,9 @@ class Scheduler(wiring.Component):
             valid = Mux(size >= k, Mux(s2, (size - k) >> 1, size - k) + 1, 0)
             return Mux(d.padding == Padding.SAME, same, valid)
 
+        # Registered first (the rules' register is read only at the products' end).
+        wo_h, wo_w = Signal(17), Signal(17)
+        m.d.sync += [wo_h.eq(window_out(d.in_h)), wo_w.eq(window_out(d.in_w))]
         dw_kernel_ok = (d.kernel == 3) | (d.kernel == 5) if cfg.max_kernel == 5 else d.kernel == 3
         vwords = -(-(CONV0_KERNEL**2 * CONV0_CHANNELS) // R)
         rules = [
@@ -453,7 +501,7 @@ class Scheduler(wiring.Component):
             (is_pw | is_dwpw) & (kr > d.in_stride),
             is_window & (~((d.stride == 1) | (d.stride == 2)) | (d.in_stride != d.in_c)
                          | (d.in_w > cfg.lb_max_width)
-                         | (d.out_h != window_out(d.in_h)) | (d.out_w != window_out(d.in_w))),
+                         | (d.out_h != wo_h) | (d.out_w != wo_w)),
             is_dwpw & (~dw_kernel_ok | (d.in_c > cfg.lb_max_channels)
                        | misaligned(d.in_c, cfg.dw_lanes)),
             is_conv & ((d.kernel != CONV0_KERNEL) | (d.conv_c != CONV0_CHANNELS)
@@ -461,52 +509,61 @@ class Scheduler(wiring.Component):
             is_pool & ((n != 1) | (K != 1) | (d.out_h != 1) | (d.out_w != 1)
                        | (jc > d.in_stride)),
         ]
-        cheap_bad = Signal()
-        m.d.sync += cheap_bad.eq(Cat(*rules).any())
+        # Registered rule by rule, then OR-ed: one wide OR of compares is too slow a cycle.
+        cheap = Signal(len(rules))
+        m.d.sync += cheap.eq(Cat(*rules))
 
-        # The products, one per cycle: registered operands only (pmax, d), one multiplier.
-        pmax = Signal(16)
-        m.d.sync += pmax.eq(Mux(first > mid, Mux(first > last, first, last),
-                                Mux(mid > last, mid, last)))
-        operands = [
-            (d.out_h, d.out_w),                            # output pixels
-            (d.in_h, d.in_w),                              # input pixels
-            ((n - 2)[:16], mid),                           # pixels of the middle tiles
-            (pmax, Mux(is_conv, kr, d.in_stride)),         # the largest tile's input bytes
-            (Mux(is_pool, 1, pmax), d.out_stride),         # the largest write-back
-            (d.in_w, d.in_c),                              # a line-buffer row
-        ]
-        assert len(operands) == _CHECK_PRODUCTS
-        prods = [Signal(32, name=f"chk_prod_{i}") for i in range(_CHECK_PRODUCTS)]
-        n_out, n_in, p_mid, act_bytes, out_bytes, row_bytes = prods
-        mul_a, mul_b = Signal(16), Signal(16)
-        product = Signal(32)
-        m.d.comb += product.eq(mul_a * mul_b)
-        tiles = Signal(34)
-        chk_done, chk_bad = Signal(), Signal()
-        ck = Signal(range(_CHECK_PRODUCTS + 3), init=_CHECK_PRODUCTS + 2)
-        with m.If(ck != _CHECK_PRODUCTS + 2):
+        # The products, all at once from step_go, one bit of the second operand per cycle.
+        # Operands that share that bit stream (the tile sizes) share its shift register.
+        a_bytes = Mux(is_conv, kr, d.in_stride)
+        n_out = _serial_mul(m, d.out_w, d.out_h, step_go, "n_out")
+        n_in = _serial_mul(m, d.in_w, d.in_h, step_go, "n_in")
+        p_mid = _serial_mul(m, mid, (n - 2)[:16], step_go, "p_mid")
+        act = [_serial_mul(m, px, a_bytes, step_go, f"act_{i}")
+               for i, px in enumerate((first, mid, last))]
+        out = [_serial_mul(m, px, d.out_stride, step_go, f"out_{i}")
+               for i, px in enumerate((first, mid, last))]
+        row_bytes = _serial_mul(m, d.in_c, d.in_w, step_go, "row_bytes")
+        # The input map's bytes (line-buffer steps), a second pass: (in_h·in_w)·in_stride.
+        ck_end = 2 * _MUL_BITS + 1
+        ck = Signal(range(ck_end + 1), init=ck_end)
+        with m.If(ck != ck_end):
             m.d.sync += ck.eq(ck + 1)
+        in_go = ck == _MUL_BITS
+        in_bytes = _serial_mul(m, n_in, d.in_stride, in_go, "in_bytes")
+        tiles = Signal(34)
+        late_a = Signal(8)
+        late_b = Signal()
+        chk_done, chk_bad = Signal(), Signal()
+        ready, in_ready = Signal(), Signal()
+        half_a, half_o = cfg.act_buf_bytes // 2, cfg.out_buf_bytes // 2
         with m.Switch(ck):
-            for i, (a, b) in enumerate(operands):
-                with m.Case(i):
-                    m.d.comb += [mul_a.eq(a), mul_b.eq(b)]
-                    m.d.sync += prods[i].eq(product)
-            with m.Case(_CHECK_PRODUCTS):
-                m.d.sync += tiles.eq(Mux(n == 1, first, first + p_mid + last))
-            with m.Case(_CHECK_PRODUCTS + 1):
-                late = [
-                    ~is_pool & (tiles != n_out),
-                    is_pw & (n_in != n_out),
-                    is_pool & (first != n_in),
-                    act_bytes > cfg.act_buf_bytes // 2,
-                    out_bytes > cfg.out_buf_bytes // 2,
-                    is_dwpw & (row_bytes > cfg.lb_max_row_bytes),
+            with m.Case(_MUL_BITS - 1):
+                m.d.sync += ready.eq(1)
+            with m.Case(_MUL_BITS):
+                m.d.sync += [
+                    tiles.eq(Mux(n == 1, first, first + p_mid + last)),
+                    late_a.eq(Cat(
+                        is_pw & (n_in != n_out),
+                        is_pool & (first != n_in),
+                        act[0] > half_a, act[1] > half_a, act[2] > half_a,
+                        Mux(is_pool, d.out_stride > half_o,
+                            (out[0] > half_o) | (out[1] > half_o) | (out[2] > half_o)),
+                        is_dwpw & (row_bytes > cfg.lb_max_row_bytes),
+                        cheap.any())),
                 ]
-                m.d.sync += [chk_done.eq(1), chk_bad.eq(cheap_bad | Cat(*late).any())]
+            with m.Case(_MUL_BITS + 1):
+                m.d.sync += late_b.eq(~is_pool & (tiles != n_out))
+            with m.Case(_MUL_BITS + 2):
+                m.d.sync += [chk_done.eq(1), chk_bad.eq(late_a.any() | late_b)]
+            with m.Case(IN_BYTES_CYCLES - 2):
+                m.d.sync += in_ready.eq(1)
         with m.If(step_go):
-            m.d.sync += [ck.eq(0), chk_done.eq(0), chk_bad.eq(0)]
-        return addr_bad, chk_done, chk_bad
+            m.d.sync += [ck.eq(0), chk_done.eq(0), chk_bad.eq(0), ready.eq(0),
+                         in_ready.eq(0)]
+        prods = {"act": act, "out": out, "ready": ready, "in_bytes": in_bytes,
+                 "in_ready": in_ready}
+        return addr_bad, chk_done, chk_bad, prods
 
     def elaborate(self, platform):
         m = Module()
@@ -534,23 +591,50 @@ class Scheduler(wiring.Component):
         is_dwpw = d.opcode == Opcode.DW_PW
         from_lb = is_conv | is_dwpw          # the activation buffer is fed on chip
 
+        # Counts minus one, registered after decode like the values below: the engines
+        # compare their counters with them (equality only, no subtraction in the loop).
+        km1, jm1, nm1, nm2 = Signal(8), Signal(16), Signal(16), Signal(16)
+        pm1 = [Signal(16, name=f"pm1_{i}") for i in range(3)]   # first, middle, last tile
+        m.d.sync += [km1.eq(K - 1), jm1.eq(J - 1), nm1.eq(n_tiles - 1), nm2.eq(n_tiles - 2),
+                     pm1[0].eq(d.first_tile_pixels - 1), pm1[1].eq(d.tile_pixels - 1),
+                     pm1[2].eq(d.last_tile_pixels - 1)]
+
         def tile_pixels(t):
             return Mux(t == 0, d.first_tile_pixels,
-                       Mux(t == n_tiles - 1, d.last_tile_pixels, d.tile_pixels))
+                       Mux(t == nm1, d.last_tile_pixels, d.tile_pixels))
 
-        # Per-step products, registered after decode (they settle before any engine runs).
+        def tile_last(t, name):
+            """A register holding ``tile_pixels(t) − 1``: ``next_tile()`` keeps it so when
+            the engine moves on from tile ``t``, ``restart()`` (under ``step_go``) sets the
+            first tile's."""
+            r = Signal(16, name=name)
+
+            def next_tile():
+                m.d.sync += r.eq(Mux(t == nm2, pm1[2], pm1[1]))
+
+            def restart():
+                m.d.sync += r.eq(d.first_tile_pixels - 1)
+            return r, next_tile, restart
+
+        # Per-step values, registered after decode (they settle before any engine runs); the
+        # products of two descriptor sizes come from _checks' shift-and-add multipliers.
         in_words = Signal(16)        # S: activation-buffer words per pixel
-        in_bytes = Signal(32)        # bytes of the whole input map (line-buffer steps)
+        in_wm1 = Signal(16)          # S − 1
         dw_groups = Signal(16)       # dw channel groups
         dw_passes = Signal(2)
+        dw_entries = Signal(16)      # dw weight entries: groups × passes
+        dw_bytes = Signal(LEN_WIDTH)  # ... of dw_lanes·dw_kernel² bytes each
+        groups = d.in_c >> _log2(DL)
+        passes3 = (d.kernel == 5) if cfg.max_kernel == 5 else Const(0)
+        entries = Mux(passes3, _const_mul(groups, 3), groups)
         m.d.sync += [
             in_words.eq(Mux(is_conv, K, d.in_stride >> _log2(R))),
-            in_bytes.eq(d.in_h * d.in_w * d.in_stride),
-            dw_groups.eq(d.in_c >> _log2(DL)),
-            dw_passes.eq(Mux(d.kernel == 5, 3, 1) if cfg.max_kernel == 5 else 1),
+            in_wm1.eq(Mux(is_conv, K, d.in_stride >> _log2(R)) - 1),
+            dw_groups.eq(groups),
+            dw_passes.eq(Mux(passes3, 3, 1)),
+            dw_entries.eq(entries),
+            dw_bytes.eq(_const_mul(entries[:16], DL * cfg.dw_kernel**2)),
         ]
-        dw_entries = Signal(16)
-        m.d.comb += dw_entries.eq(Mux(dw_passes == 3, dw_groups * 3, dw_groups))
 
         # --- main state machine signals ----------------------------------------------------------
         g_active = Signal()          # the beat generator has tiles left in this step
@@ -559,7 +643,12 @@ class Scheduler(wiring.Component):
         step_go = Signal()           # pulse: a step starts (descriptor decoded)
         step_busy = Signal()         # engines of the step still working
         lb_go = Signal()             # pulse: the line buffer's layer is configured
-        addr_bad, chk_done, chk_bad = self._checks(m, d, step_go)
+        addr_bad, chk_done, chk_bad, prods = self._checks(m, d, step_go)
+        in_bytes = prods["in_bytes"]
+
+        def by_tile(t, values):
+            """The first, middle or last tile's value of ``values`` for tile ``t``."""
+            return Mux(t == 0, values[0], Mux(t == nm1, values[2], values[1]))
 
         # --- buffers, FIFOs and their flags ------------------------------------------------------
         act_half_words = self.act_words // 2
@@ -624,15 +713,15 @@ class Scheduler(wiring.Component):
         ri_param_ptr = Signal(aw)
         ri_weight_ptr = Signal(aw)
         ri_done = Signal()
-        ri_n = Signal(16)
-        m.d.comb += ri_n.eq(tile_pixels(ri_t))
+        ri_len = Signal(LEN_WIDTH)   # the tile's input bytes
+        m.d.comb += ri_len.eq(by_tile(ri_t, prods["act"]))
         w_issue_beats = Signal(range(wf_depth + 1))
         p_issue_recs = Signal(range(pf_depth + 1))
 
         def next_tile():
             m.d.sync += [ri_t.eq(ri_t + 1), ri_half.eq(~ri_half), ri_j.eq(0), ri_k.eq(0),
                          ri_param_ptr.eq(d.pw_param_addr), ri_weight_ptr.eq(d.pw_weight_addr)]
-            with m.If(ri_t == n_tiles - 1):
+            with m.If(ri_t == nm1):
                 m.d.sync += ri_done.eq(1)
                 m.next = "IDLE"
             with m.Elif(from_lb):
@@ -656,7 +745,7 @@ class Scheduler(wiring.Component):
             with m.State("DW_WEIGHT"):
                 m.d.comb += [ri_valid.eq(1), ri_tag.eq(_Tag.DW_WEIGHT),
                              ri_cmd.addr.eq(d.dw_weight_addr),
-                             ri_cmd.length.eq(dw_entries * (DL * cfg.dw_kernel**2))]
+                             ri_cmd.length.eq(dw_bytes)]
                 with m.If(ri_fire):
                     m.next = "DW_PARAM"
             with m.State("DW_PARAM"):
@@ -667,17 +756,17 @@ class Scheduler(wiring.Component):
                     m.next = "PARAM"
             with m.State("ACT"):
                 m.d.comb += [
-                    ri_valid.eq(~Array(act_claimed)[ri_half]),
+                    ri_valid.eq(~Array(act_claimed)[ri_half] & prods["ready"]),
                     ri_tag.eq(_Tag.ACT),
                     ri_cmd.addr.eq(ri_in_ptr),
-                    ri_cmd.length.eq(ri_n * d.in_stride),
+                    ri_cmd.length.eq(ri_len),
                 ]
                 with m.If(ri_fire):
                     with m.Switch(ri_half):
                         for h in range(2):
                             with m.Case(h):
                                 m.d.sync += act_claimed[h].eq(1)
-                    m.d.sync += ri_in_ptr.eq(ri_in_ptr + ri_n * d.in_stride)
+                    m.d.sync += ri_in_ptr.eq(ri_in_ptr + ri_len)
                     m.next = "PARAM"
             with m.State("PARAM"):
                 m.d.comb += [
@@ -691,7 +780,7 @@ class Scheduler(wiring.Component):
                     m.d.sync += ri_param_ptr.eq(ri_param_ptr + C * PARAM_BYTES)
                     with m.If(is_pool):
                         m.d.sync += ri_j.eq(ri_j + 1)
-                        with m.If(ri_j == J - 1):
+                        with m.If(ri_j == jm1):
                             next_tile()
                     with m.Else():
                         m.next = "WEIGHT"
@@ -705,9 +794,9 @@ class Scheduler(wiring.Component):
                 ]
                 with m.If(ri_fire):
                     m.d.sync += [ri_weight_ptr.eq(ri_weight_ptr + R * C), ri_k.eq(ri_k + 1)]
-                    with m.If(ri_k == K - 1):
+                    with m.If(ri_k == km1):
                         m.d.sync += [ri_k.eq(0), ri_j.eq(ri_j + 1)]
-                        with m.If(ri_j == J - 1):
+                        with m.If(ri_j == jm1):
                             next_tile()
                         with m.Else():
                             m.next = "PARAM"
@@ -725,10 +814,14 @@ class Scheduler(wiring.Component):
         ]
         with m.If(lr_fire):
             m.d.sync += [lr_ptr.eq(lr_ptr + lr_len), lr_left.eq(lr_left - lr_len)]
-        with m.If(lb_go):
-            m.d.sync += [lr_ptr.eq(d.in_addr), lr_left.eq(in_bytes)]
+        # The map's byte count may come after lb_go (CONV0 configures its line buffer at once).
+        lr_wait = Signal()
+        with m.If((lb_go | lr_wait) & prods["in_ready"]):
+            m.d.sync += [lr_ptr.eq(d.in_addr), lr_left.eq(in_bytes), lr_wait.eq(0)]
+        with m.Elif(lb_go):
+            m.d.sync += lr_wait.eq(1)
         with m.If(step_go):
-            m.d.sync += lr_left.eq(0)
+            m.d.sync += [lr_left.eq(0), lr_wait.eq(0)]
 
         # --- read demultiplexer ------------------------------------------------------------------
         head = Signal(_Tag)
@@ -903,8 +996,8 @@ class Scheduler(wiring.Component):
         fw_data = Signal(R * 8)
         fw_ready = Signal()
         fill_t = Signal(16)
-        fill_words = Signal(32)
-        m.d.comb += fill_words.eq(tile_pixels(fill_t) * in_words)
+        fill_k = Signal(16)          # word of the pixel (on-chip producers)
+        fill_p = Signal(16)          # pixel of the tile
         # DW_PW packer.
         dw_word_done = Signal()
         m.d.comb += dw_word_done.eq(dsub == dsubs - 1)
@@ -944,11 +1037,19 @@ class Scheduler(wiring.Component):
             act_wp.data.eq(Mux(from_lb, fw_data, rd.payload.data)),
             act_wp.en.eq(act_fire | fw_fire),
         ]
-        tile_end = Mux(from_lb, fill_addr == fill_words - 1, rd.payload.last)
+        # A tile from the on-chip producers ends with its last pixel's last word (counted:
+        # no pixels × words product).
+        pixel_end = fill_k == in_wm1
+        fill_pm1, fill_next_tile, fill_restart = tile_last(fill_t, "fill_pm1")
+        tile_end = Mux(from_lb, pixel_end & (fill_p == fill_pm1), rd.payload.last)
         with m.If(act_fire | fw_fire):
-            m.d.sync += fill_addr.eq(fill_addr + 1)
+            m.d.sync += [fill_addr.eq(fill_addr + 1), fill_k.eq(fill_k + 1)]
+            with m.If(pixel_end):
+                m.d.sync += [fill_k.eq(0), fill_p.eq(fill_p + 1)]
             with m.If(tile_end):
-                m.d.sync += [fill_addr.eq(0), fill_half.eq(~fill_half), fill_t.eq(fill_t + 1)]
+                m.d.sync += [fill_addr.eq(0), fill_half.eq(~fill_half), fill_t.eq(fill_t + 1),
+                             fill_k.eq(0), fill_p.eq(0)]
+                fill_next_tile()
                 with m.Switch(fill_half):
                     for h in range(2):
                         with m.Case(h):
@@ -998,8 +1099,9 @@ class Scheduler(wiring.Component):
         g_p = Signal(16)
         g_pbase = Signal(range(act_half_words + 1))
         g_poff = Signal(16)          # POOL: j·cols, whose word is (j·cols) / rows
-        g_n = Signal(16)
-        m.d.comb += g_n.eq(tile_pixels(g_t))
+        g_pm1, g_next_tile, g_restart = tile_last(g_t, "g_pm1")
+        g_plast = Signal()
+        m.d.comb += g_plast.eq(g_p == g_pm1)
         st_valid = Signal()
         st = Signal(pw_input_layout(R, cfg.pw_acc_depth))
         stage_free = ~st_valid | self.pw_i.ready
@@ -1019,24 +1121,25 @@ class Scheduler(wiring.Component):
                 st_valid.eq(1),
                 st.addr.eq(Mux(is_pool, 0, g_p)),
                 st.first.eq(Mux(is_pool, g_p == 0, g_k == 0)),
-                st.last.eq(Mux(is_pool, g_p == g_n - 1, g_k == K - 1)),
+                st.last.eq(Mux(is_pool, g_plast, g_k == km1)),
                 st.swap.eq(g_p == 0),
                 # out_first marks the tile's last chunk, out_last the chunk's last pixel.
-                st.out_first.eq(g_j == J - 1),
-                st.out_last.eq(g_p == g_n - 1),
+                st.out_first.eq(g_j == jm1),
+                st.out_last.eq(g_plast),
             ]
-            with m.If(g_p == g_n - 1):
+            with m.If(g_plast):
                 m.d.sync += [g_p.eq(0), g_pbase.eq(0), g_k.eq(g_k + 1)]
-                with m.If(g_k == K - 1):
+                with m.If(g_k == km1):
                     m.d.sync += [g_k.eq(0), g_j.eq(g_j + 1), g_poff.eq(g_poff + C)]
-                    with m.If(g_j == J - 1):
+                    with m.If(g_j == jm1):
                         m.d.sync += [g_j.eq(0), g_poff.eq(0), g_t.eq(g_t + 1),
                                      g_half.eq(~g_half)]
+                        g_next_tile()
                         with m.Switch(g_half):
                             for h in range(2):
                                 with m.Case(h):
                                     m.d.sync += [act_full[h].eq(0), act_claimed[h].eq(0)]
-                        with m.If(g_t == n_tiles - 1):
+                        with m.If(g_t == nm1):
                             m.d.sync += g_active.eq(0)
             with m.Else():
                 m.d.sync += [g_p.eq(g_p + 1), g_pbase.eq(g_pbase + in_words)]
@@ -1045,6 +1148,7 @@ class Scheduler(wiring.Component):
         with m.If(step_go):
             m.d.sync += [g_active.eq(1), g_t.eq(0), g_half.eq(0), g_j.eq(0), g_k.eq(0),
                          g_p.eq(0), g_pbase.eq(0), g_poff.eq(0)]
+            g_restart()
         # Waiting for memory: the tile's input is not in yet, or a beat waits for weights.
         m.d.comb += self.read_stall.eq(
             (g_active & ~Array(act_full)[g_half])
@@ -1107,11 +1211,14 @@ class Scheduler(wiring.Component):
 
         # --- output buffer writer ----------------------------------------------------------------
         oh = Signal()
-        pix_base = Signal(range(self._cfg.out_buf_bytes))
+        # The byte of lane 0: pixel·out_stride + j·pw_cols (pix_col) + the lane group's
+        # offset in the chunk (loff). out_stride is a multiple of the channel alignment, so
+        # pix_col is one of pw_cols and the sum is an OR: no adder before the RAM's port.
+        pix_col = Signal(range(self._cfg.out_buf_bytes))
         colj = Signal(16)
         loff = Signal(range(C + 1))
         byte_off = Signal(range(self._cfg.out_buf_bytes))
-        m.d.comb += byte_off.eq(pix_base + colj + loff)
+        m.d.comb += byte_off.eq(pix_col | loff)
         q = self.rq_o
         q_fire = Signal()
         m.d.comb += [
@@ -1126,13 +1233,13 @@ class Scheduler(wiring.Component):
         ]
         with m.If(q_fire):
             with m.If(loff == C - L):
-                m.d.sync += [loff.eq(0), pix_base.eq(pix_base + d.out_stride)]
+                m.d.sync += [loff.eq(0), pix_col.eq(pix_col + d.out_stride)]
             with m.Else():
                 m.d.sync += loff.eq(loff + L)
             with m.If(q.payload.first):
-                m.d.sync += [pix_base.eq(0), loff.eq(0), colj.eq(colj + C)]
+                m.d.sync += [pix_col.eq(colj + C), loff.eq(0), colj.eq(colj + C)]
             with m.If(q.payload.last):
-                m.d.sync += [colj.eq(0), oh.eq(~oh)]
+                m.d.sync += [pix_col.eq(0), colj.eq(0), oh.eq(~oh)]
                 for h in range(2):
                     with m.If(oh == h):
                         m.d.sync += out_full[h].eq(1)
@@ -1148,7 +1255,7 @@ class Scheduler(wiring.Component):
         wst_valid = Signal()
         w_done_all = Signal()
         # POOL's tile is its input map; its output is one pixel.
-        m.d.comb += w_len.eq(Mux(is_pool, 1, tile_pixels(w_t)) * d.out_stride)
+        m.d.comb += w_len.eq(Mux(is_pool, d.out_stride, by_tile(w_t, prods["out"])))
         wr_cmd_fire = Signal()
         wd_free = ~wst_valid | self.wr_data.ready
         w_issue = Signal()
@@ -1184,7 +1291,7 @@ class Scheduler(wiring.Component):
                         for h in range(2):
                             with m.If(wh == h):
                                 m.d.sync += out_full[h].eq(0)
-                        with m.If(w_t == n_tiles - 1):
+                        with m.If(w_t == nm1):
                             m.d.sync += w_done_all.eq(1)
                             m.next = "IDLE"
                         with m.Else():
@@ -1195,13 +1302,15 @@ class Scheduler(wiring.Component):
                                  - (self.wr_done.valid & self.wr_done.ready))
 
         m.d.comb += step_busy.eq(~ri_done | g_active | ~w_done_all | (w_pending != 0)
-                                 | wst_valid | (lr_left != 0))
+                                 | wst_valid | (lr_left != 0) | lr_wait)
 
         # Every engine starts a step on half 0 and bank 0: a step with an odd number of
         # tiles leaves the half selects at 1.
         with m.If(step_go):
-            m.d.sync += [fill_half.eq(0), fill_addr.eq(0), fill_t.eq(0), oh.eq(0),
-                         pix_base.eq(0), colj.eq(0), loff.eq(0), id_row.eq(0), id_off.eq(0),
+            fill_restart()
+            m.d.sync += [fill_half.eq(0), fill_addr.eq(0), fill_t.eq(0), fill_k.eq(0),
+                         fill_p.eq(0), oh.eq(0),
+                         pix_col.eq(0), colj.eq(0), loff.eq(0), id_row.eq(0), id_off.eq(0),
                          id_j.eq(0), dsub.eq(0), ck.eq(0), cvec_valid.eq(0)]
 
         # --- main state machine ------------------------------------------------------------------

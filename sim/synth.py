@@ -467,6 +467,12 @@ def _csr(config, target):
     return ControlRegisters.from_config(config)
 
 
+def _scheduler(config, target):
+    from mnaccel.hw.scheduler import Scheduler
+
+    return Scheduler(config)
+
+
 def _accelerator(config, target):
     from mnaccel.hw.accelerator import Accelerator
 
@@ -492,6 +498,8 @@ BLOCKS: dict[str, Block] = {b.name: b for b in [
           _requantizer),
     Block("dma", "AXI4 read + write DMA (axi_data_width, axi_addr_width)", _dma),
     Block("csr", "AXI4-Lite control registers", _csr),
+    Block("scheduler", "descriptor fetch, step engines, activation/output buffers, FIFOs",
+          _scheduler),
 ]}
 
 
