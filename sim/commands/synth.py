@@ -61,7 +61,7 @@ def add_design_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block", metavar="NAME", default=DEFAULT_BLOCK,
                    help=f"{', '.join(BLOCKS)} (default {DEFAULT_BLOCK}, the whole design)")
     p.add_argument("--target", choices=tuple(TARGETS), default="ecp5",
-                   help="ecp5 (default; the requantizer uses ECP5 DSP primitives), xilinx7 "
+                   help="ecp5 (default; ECP5 DSP and block-RAM primitives), xilinx7 "
                    "or generic (Yosys gates)")
 
 
