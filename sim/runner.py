@@ -55,6 +55,13 @@ _SIMULATORS = ("verilator", "icarus")
 # touch only the top module's ports, so --no-public-flat-rw undoes it and a configuration
 # file (_public_ports) makes those ports alone public.
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--no-public-flat-rw"]
+# Icarus as Verilog-2005, overriding the -g2012 of cocotb's runner. Yosys (behind Amaranth)
+# makes every combinational `always @*` block read a dummy `reg ... = 0` so that its
+# initialization at time 0 triggers the block once. As SystemVerilog (-g2012) Icarus
+# initializes declared variables without an event: a block whose real inputs never change
+# after time 0 (the scheduler's FSM outputs while it idles) keeps its outputs X, and the X
+# reaches the registers and the AXI-Lite read data.
+_ICARUS_ARGS = ["-g2005"]
 
 
 def waves_requested(waves: bool = False) -> bool:
@@ -193,6 +200,8 @@ def build_bench(
     if simulator == "verilator":
         build_args = _VERILATOR_ARGS + (["--trace-fst"] if waves else [])
         config = _public_ports(verilog_text, name)
+    else:
+        build_args = list(_ICARUS_ARGS)
     key = content_hash(
         verilog_text,
         *(p.read_text() for p in extra_sources),
@@ -218,6 +227,7 @@ def build_bench(
             public.write_text(config)
             sources.insert(0, public)
         else:
+            kwargs["build_args"] = build_args
             # Amaranth's Verilog carries no `timescale; Icarus needs one for cocotb's timers.
             kwargs["timescale"] = ("1ns", "1ps")
         start = time.monotonic()

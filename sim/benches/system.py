@@ -320,6 +320,15 @@ async def _run(dut, host: Host, mem, run: dict, cycle, progress: bool = False) -
 @cocotb.test()
 async def run_programs(dut):
     p = bench_params()
+    # Inputs defined and the reset held before the first clock edge. cocotbext-axi's
+    # channel processes start when they are created, not at the end of the reset, and
+    # sample the ready and valid signals at every rising edge: under a four-state
+    # simulator (Icarus) an undriven (Z) AXI-Lite valid made AWREADY and the CSR's
+    # registered read handshake X at the first edge, and the master failed on it.
+    dut.rst.value = 1
+    for port in ("awvalid", "wvalid", "bready", "arvalid", "rready"):
+        getattr(dut, f"s_axil{BUS_SEPARATOR}{port}").value = 0
+    await Timer(1, "ns")    # cocotb applies writes at the end of the time step
     # Toggled in the simulator interface: a Python clock costs two wake-ups per cycle.
     start_clock(dut.clk, PERIOD_NS, impl="gpi")
     if p.get("memory", "axiram") == "verilog":

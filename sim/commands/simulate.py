@@ -22,6 +22,13 @@ verilog``: no Python per bus beat, a whole MobileNetV1 in minutes) or cocotbext-
 (docs/hw/simulation.md). A line per finished step and the simulator's warnings go to
 stderr (cocotb's INFO log is off unless ``COCOTB_LOG_LEVEL`` says otherwise).
 
+``--layers A-B`` (or ``N``; indices in execution order or layer names) runs the subgraph
+of layers A to B (:func:`select`): its input is layer A's input tensor as the golden model
+computes it from the model input, and each selected layer's output is compared. A range
+may start anywhere, also at a pointwise layer that the whole network runs fused with its
+depthwise layer; one that ends on such a depthwise layer would leave a lone ``DW`` step,
+which is refused (exit status 2) while the scheduler does not execute ``DW``.
+
 ``--dump DIR`` writes the ``mnaccel golden`` dump format
 (:mod:`mnaccel.sim.commands.golden`) from the hardware's outputs (also after a mismatch, to
 look at), with in addition ``"config"``, ``"total_cycles"``, ``"multipliers"`` and
@@ -29,7 +36,8 @@ look at), with in addition ``"config"``, ``"total_cycles"``, ``"multipliers"`` a
 entry: ``macs`` the layer's own, ``cycles`` those of the step the layer ends (``null`` for a
 depthwise layer fused into the following pointwise layer, whose entry carries the step's
 cycles; 0 for a ``RESHAPE``, which only renames bytes). A depthwise output fused on chip never
-reaches memory: its entry has ``"file": null``.
+reaches memory: its entry has ``"file": null``. With ``--layers`` the manifest lists the
+selected layers, with their indices in the whole model.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from mnaccel.sim.commands.golden import (
     write_dump,
 )
 
-__all__ = ["head", "parse_layers", "register", "run"]
+__all__ = ["parse_layers", "register", "run", "select"]
 
 #: Simulated cycles allowed per cycle that the cycle model predicts, before a run is
 #: declared hung (the measured/model ratio is 1.0–1.25, docs/hw/accelerator.md).
@@ -78,8 +86,10 @@ def register(subparsers, add_model_args) -> None:
                    "--seed)")
     p.add_argument("--kernels", choices=("reference", "optimized"), default="reference",
                    help="TFLite flavour the requantization follows (docs/numerics.md)")
-    p.add_argument("--layers", metavar="0-N",
-                   help="run only layers 0 to N (inclusive, execution order)")
+    p.add_argument("--layers", metavar="A-B",
+                   help="run only layers A to B (inclusive, execution order; N for one layer; "
+                   "indices or layer names) from layer A's input as the golden model "
+                   "computes it")
     p.add_argument("--dump", metavar="DIR", help="write every layer output and manifest.json")
     p.add_argument("--waves", action="store_true",
                    help="dump a waveform (Verilator --trace-fst; its path is logged)")
@@ -91,23 +101,89 @@ def register(subparsers, add_model_args) -> None:
     p.set_defaults(run=run)
 
 
-def parse_layers(spec: str, n_layers: int) -> int:
-    """How many leading layers ``spec`` (``"0-N"``) selects; UserError if it is not a prefix."""
-    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", spec)
-    if m is None or int(m[1]) != 0:
-        raise UserError(f"--layers {spec!r}: only a prefix of the network, 0-N, is supported")
-    last = int(m[2])
-    if last >= n_layers:
-        raise UserError(f"--layers {spec!r}: the model has layers 0 to {n_layers - 1}")
-    return last + 1
+def parse_layers(spec: str, graph: Graph) -> tuple[int, int]:
+    """The first and last layer (indices in execution order) that ``spec`` selects.
+
+    ``spec`` is ``N`` (one layer) or ``A-B`` (layers A to B inclusive), each end a layer
+    index or a layer name (``conv_dw_2-conv_pw_3``).
+
+    Raises
+    ------
+    UserError
+        If ``spec`` names no layer or the range is empty.
+    """
+    names = {layer.name: i for i, layer in enumerate(graph.layers)}
+    n = len(graph.layers)
+
+    def index(text: str) -> int | None:
+        text = text.strip()
+        if text in names:
+            return names[text]
+        return int(text) if re.fullmatch(r"\d+", text) else None
+
+    # A name may itself hold a '-': try every split, the whole spec first.
+    ends = [(i, i) for i in [index(spec)] if i is not None]
+    for m in re.finditer("-", spec):
+        a, b = index(spec[:m.start()]), index(spec[m.end():])
+        if a is not None and b is not None:
+            ends.append((a, b))
+    if not ends:
+        raise UserError(f"--layers {spec!r}: give N, A-B (layer indices, execution order) "
+                        f"or layer names, e.g. 0-{n - 1} or {graph.layers[0].name}")
+    first, last = ends[0]
+    if max(first, last) >= n:
+        raise UserError(f"--layers {spec!r}: the model has layers 0 to {n - 1}")
+    if first > last:
+        raise UserError(f"--layers {spec!r}: the range is empty (layer {first} comes after "
+                        f"layer {last})")
+    return first, last
 
 
-def head(graph: Graph, n: int) -> Graph:
-    """The graph of ``graph``'s first ``n`` layers, ending in the last one's output."""
-    layers = graph.layers[:n]
-    names = {graph.input} | {layer.output for layer in layers}
-    return Graph(f"{graph.name}_head{n}", {k: v for k, v in graph.tensors.items() if k in names},
-                 layers, graph.input, (layers[-1].output,))
+def select(graph: Graph, first: int, last: int) -> Graph:
+    """The graph of layers ``first`` to ``last`` of ``graph``, from the first one's input
+    to the last one's output.
+
+    The tensors keep their quantization, so a run of the subgraph computes bit for bit what
+    the whole graph computes for those layers from the same input tensor.
+
+    Raises
+    ------
+    UserError
+        If a selected layer reads an activation computed before ``first`` other than the
+        first layer's input (e.g. the skip input of a residual ``ADD``).
+    """
+    layers = graph.layers[first:last + 1]
+    start = layers[0].inputs[0]
+    produced = {start} | {layer.output for layer in layers}
+    for layer in layers:
+        for name in layer.inputs:
+            if name not in produced and graph.tensors[name].data is None:
+                raise UserError(f"layer {layer.name!r} also reads {name!r}, computed before "
+                                f"layer {first} ({layers[0].name!r}): start the range "
+                                f"earlier; a run has one input tensor")
+    used = produced | {name for layer in layers for name in layer.inputs}
+    return Graph(f"{graph.name}_layers{first}-{last}",
+                 {k: v for k, v in graph.tensors.items() if k in used}, layers, start,
+                 (layers[-1].output,))
+
+
+def _check_cut(graph: Graph, last: int, spec: str) -> None:
+    """UserError for a range that ends between a depthwise layer and the pointwise layer the
+    compiler fuses it with, if the scheduler cannot run the lone depthwise step."""
+    from mnaccel.golden.graph import Op
+    from mnaccel.hw.descriptor import Opcode
+    from mnaccel.hw.scheduler import SUPPORTED_OPCODES
+
+    if Opcode.DW in SUPPORTED_OPCODES or last + 1 >= len(graph.layers):
+        return
+    dw, pw = graph.layers[last], graph.layers[last + 1]
+    # The pairing compiler/plan.py fuses into one DW_PW step.
+    if (dw.op is Op.DEPTHWISE_CONV_2D and pw.op is Op.CONV_2D and pw.kernel == (1, 1)
+            and pw.stride == (1, 1) and pw.inputs[0] == dw.output):
+        raise UserError(f"--layers {spec!r} ends at depthwise layer {last} ({dw.name!r}), "
+                        f"which runs fused with pointwise layer {last + 1} ({pw.name!r}); "
+                        f"the scheduler does not execute a lone DW step yet: end at "
+                        f"{last + 1}")
 
 
 def _config(name: str):
@@ -187,6 +263,7 @@ def _util(macs: int, cycles, multipliers: int):
 def run(args: argparse.Namespace) -> int:
     from mnaccel.compiler.cycle_model import model
     from mnaccel.compiler.image import compile_model
+    from mnaccel.golden.interpreter import run as golden_run
     from mnaccel.golden.table import table_rows
     from mnaccel.golden.zoo import ZOO, random_input
     from mnaccel.sim.cli import load_model
@@ -205,18 +282,23 @@ def run(args: argparse.Namespace) -> int:
         # or a layer the configuration cannot hold is reported in seconds, even for a
         # model whose calibration takes minutes.
         graph = load_model(args, calibrate=False)
-        n = None if args.layers is None else parse_layers(args.layers, len(graph.layers))
-
-        def prefix(g: Graph) -> Graph:
-            return g if n is None else head(g, n)
-
-        graph = prefix(graph)
+        first, last = ((0, len(graph.layers) - 1) if args.layers is None
+                       else parse_layers(args.layers, graph))
         x = (read_input(args.input, graph) if args.input is not None
              else random_input(graph, args.seed))
-        _check_plan(graph, config)
+        if args.layers is not None:
+            _check_cut(graph, last, args.layers)
+        _check_plan(graph if args.layers is None else select(graph, first, last), config)
         if args.model in ZOO:
             progress.show(f"calibrating {args.model} ...")
-            graph = prefix(load_model(args))
+            graph = load_model(args)
+        start = graph.layers[first].inputs[0]
+        if start != graph.input:
+            # The accelerator starts from layer `first`'s input as the golden model
+            # computes it from the model input.
+            progress.show(f"computing the input of layer {first} with the golden model ...")
+            x = golden_run(select(graph, 0, first - 1), x, kernel=args.kernels)[start]
+        graph = graph if args.layers is None else select(graph, first, last)
         progress.show(f"compiling {graph.name} for {args.config} ...")
         program = compile_model(graph, config, kernels=args.kernels)
         steps = program.plan.steps
@@ -266,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
                 step_of[layer.name] = None
             step_of[step.layers[-1].name] = c
         arrays, entries = {}, []
-        for i, layer in enumerate(graph.layers):
+        for i, layer in enumerate(graph.layers, start=first):
             file = None
             if layer.output in result.outputs:
                 file = layer_file_name(i, layer.name)

@@ -490,9 +490,12 @@ OPTIONS = {
     "simulate, an operator the accelerator does not run": (
         ["simulate", DATA / "mobilenet_v2_a035_64.tflite", "--config", "small"],
         "operator ADD is not mapped onto the accelerator yet"),
-    "simulate, layers not a prefix": (
-        ["simulate", *ZOO_V1, "--config", "small", "--layers", "3-5"],
-        "only a prefix of the network"),
+    "simulate, empty layer range": (
+        ["simulate", *ZOO_V1, "--config", "small", "--layers", "5-3"],
+        "the range is empty"),
+    "simulate, layers ending inside a fused pair": (
+        ["simulate", *ZOO_V1, "--config", "small", "--layers", "0-1"],
+        "the scheduler does not execute a lone DW step yet"),
     "simulate, layers past the end": (
         ["simulate", *ZOO_V1, "--config", "small", "--layers", "0-99"],
         "the model has layers 0 to 29"),

@@ -7,17 +7,20 @@ component, same Verilog), so the Verilator build cache hits.
 import contextlib
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from mnaccel.golden import interpreter, zoo
+from mnaccel.golden.errors import UserError
 from mnaccel.golden.graph import Op
 from mnaccel.golden.model import load_model
 from mnaccel.golden.table import table_rows
 from mnaccel.hw import config as hw_config
 from mnaccel.sim import system
 from mnaccel.sim.cli import main
+from mnaccel.sim.commands.simulate import select
 
 pytestmark = pytest.mark.xdist_group("accelerator")
 
@@ -154,13 +157,79 @@ def test_a_prefix_of_layers(tmp_path):
     assert "bit-exact: 2 layer outputs" in out
 
 
+def _golden_outputs():
+    graph = load_model("mobilenet_v1", alpha=0.25, resolution=32)
+    return graph, interpreter.run(graph, zoo.random_input(graph, 0))
+
+
+def test_a_range_from_the_middle_by_names(tmp_path):
+    # conv_pw_1 (layer 2) runs fused with conv_dw_1 in the whole network; alone it is a PW
+    # step whose input, conv_dw_1's output, comes from the golden model.
+    dump = tmp_path / "d"
+    code, out, err = _main("simulate", *NET, "--layers", "conv_pw_1-4", "--dump", dump)
+    assert code == 0, err
+    manifest = json.loads((dump / "manifest.json").read_text())
+    entries = manifest["layers"]
+    assert [(e["index"], e["name"]) for e in entries] == [
+        (2, "conv_pw_1"), (3, "conv_dw_2"), (4, "conv_pw_2")]
+    assert [e["file"] for e in entries] == ["002_conv_pw_1.npy", None, "004_conv_pw_2.npy"]
+    rows = [line.split()[:2] for line in out.splitlines()[2:4]]
+    assert rows == [["conv_pw_1", "PW"], ["conv_dw_2+conv_pw_2", "DW_PW"]]
+    assert entries[0]["cycles"] > 0 and entries[2]["cycles"] > 0
+    assert manifest["total_cycles"] >= entries[0]["cycles"] + entries[2]["cycles"]
+    graph, want = _golden_outputs()
+    for entry in entries[::2]:
+        layer = graph.layers[entry["index"]]
+        assert np.array_equal(np.load(dump / entry["file"]), want[layer.output]), layer.name
+    assert "bit-exact: 2 layer outputs" in out
+
+
+def test_a_single_layer():
+    # The classifier alone, from the pooled features the golden model computes.
+    code, out, err = _main("simulate", *NET, "--layers", "28")
+    assert code == 0, err
+    assert [line.split()[:2] for line in out.splitlines()[2:3]] == [["conv_preds", "FC"]]
+    assert "bit-exact: 1 layer outputs" in out
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog is not installed")
+def test_icarus_agrees_with_verilator():
+    # One step (conv1): Icarus runs the accelerator ~30x slower than Verilator.
+    runs = {sim: _main("simulate", *NET, "--layers", "0", "--simulator", sim)
+            for sim in ("icarus", "verilator")}
+    for sim, (code, out, err) in runs.items():
+        assert code == 0, (sim, err)
+        assert "bit-exact: 1 layer outputs" in out, (sim, out)
+    # Same table: the cycle counts agree to the cycle.
+    assert runs["icarus"][1] == runs["verilator"][1]
+
+
+def test_select_keeps_quantization_and_refuses_a_second_input():
+    graph = load_model("mobilenet_v2", alpha=0.35, resolution=32, calibrate=False)
+    sub = select(graph, 6, 8)
+    assert sub.input == "block_1_project" and sub.outputs == ("block_2_project",)
+    assert [layer.name for layer in sub.layers] == [layer.name for layer in graph.layers[6:9]]
+    assert all(sub.tensors[k] is graph.tensors[k] for k in sub.tensors)
+    # block_2_add's skip input, block_1_project, is computed before layer 7.
+    with pytest.raises(UserError, match=r"layer 'block_2_add' also reads 'block_1_project', "
+                                        r"computed before layer 7 \('block_2_depthwise'\)"):
+        select(graph, 7, 9)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--config", "nope"], "unknown configuration preset 'nope'"),
     (["--config", "wide"], "configuration 'wide' cannot run on the accelerator's scheduler"),
     (["--config", "tiny"], "layer 'conv_dw_7' cannot be mapped"),
-    (["--layers", "0-11"], "layer 'conv_dw_6': the scheduler does not execute DW steps"),
-    (["--layers", "3-5"], "only a prefix of the network"),
+    (["--layers", "0-11"], "--layers '0-11' ends at depthwise layer 11 ('conv_dw_6'), which "
+                           "runs fused with pointwise layer 12 ('conv_pw_6'); the scheduler "
+                           "does not execute a lone DW step yet: end at 12"),
+    (["--layers", "conv_dw_1"], "ends at depthwise layer 1 ('conv_dw_1')"),
+    (["--layers", "5-3"], "the range is empty (layer 5 comes after layer 3)"),
     (["--layers", "0-30"], "the model has layers 0 to 29"),
+    (["--layers", "30"], "the model has layers 0 to 29"),
+    (["--layers", "conv_pw_1-nope"], "give N, A-B (layer indices, execution order) or layer "
+                                     "names"),
+    (["--layers", "-3"], "give N, A-B"),
     (["--input", "WRONG"], "has shape (1, 8, 8, 3); the model needs (1, 32, 32, 3)"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, argv,
