@@ -13,9 +13,11 @@ product, and the routes to and from the DSP rows have cycles of their own: an EC
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from mnaccel.hw.ecp5 import mult18x18d
 
 __all__ = ["PE", "product_sum_width"]
 
@@ -196,7 +198,7 @@ class PE(wiring.Component):
         weight_dsp = reg(signed(8), weight, "weight_dsp")
         # 3-4: multiplier input and output registers.
         if self._ecp5_dsp:
-            product = _ecp5_mult18(m, x_dsp, weight_dsp, en=self.en, name="dsp")[:16]
+            product = mult18x18d(m, x_dsp, weight_dsp, en=self.en, name="dsp")[:16]
         else:
             a = reg(signed(8), x_dsp, "dsp_a")
             b = reg(signed(8), weight_dsp, "dsp_b")
@@ -207,34 +209,3 @@ class PE(wiring.Component):
         total = reg(signed(self._sum_out_width), self.sum_in + near, "sum")
         m.d.comb += [self.x_out.eq(x), self.bank_out.eq(bank), self.sum_out.eq(total)]
         return m
-
-
-def _ecp5_mult18(m: Module, a, b, *, en, name: str) -> Signal:
-    """An ECP5 ``MULT18X18D`` with input and output registers enabled by ``en``.
-
-    ``a`` and ``b`` are sign-extended to 18 bits and multiplied as signed numbers; the
-    product appears two enabled cycles later. Reset is tied off (``RST0 = 0``).
-    """
-    a18 = Signal(signed(18), name=f"{name}_a")
-    b18 = Signal(signed(18), name=f"{name}_b")
-    p = Signal(signed(36), name=f"{name}_p")
-    m.d.comb += [a18.eq(a), b18.eq(b)]
-    ports = {f"i_A{i}": a18[i] for i in range(18)}
-    ports |= {f"i_B{i}": b18[i] for i in range(18)}
-    ports |= {f"i_C{i}": 0 for i in range(18)}
-    ports |= {f"o_P{i}": p[i] for i in range(36)}
-    m.submodules[name] = Instance(
-        "MULT18X18D",
-        p_REG_INPUTA_CLK="CLK0",
-        p_REG_INPUTB_CLK="CLK0",
-        p_REG_OUTPUT_CLK="CLK0",
-        i_CLK0=ClockSignal(),
-        i_CE0=en,
-        i_RST0=0,
-        i_SIGNEDA=1,
-        i_SIGNEDB=1,
-        i_SOURCEA=0,
-        i_SOURCEB=0,
-        **ports,
-    )
-    return p

@@ -24,10 +24,12 @@ of ``2**r`` (docs/numerics.md, "Two flavours of TFLite"); ``round_up`` merely dr
 ``- (high < 0)`` correction.
 """
 
-from amaranth import C, Cat, ClockSignal, Instance, Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
+
+from mnaccel.hw.ecp5 import mult18x18d
 
 __all__ = [
     "LANE_LAYOUT",
@@ -61,38 +63,6 @@ def output_layout(lanes: int) -> data.StructLayout:
     return data.StructLayout(
         {"data": data.ArrayLayout(signed(8), lanes), "first": 1, "last": 1}
     )
-
-
-def _ecp5_mult18(m: Module, a, b, name: str) -> Signal:
-    """An ECP5 ``MULT18X18D`` with input and output registers: ``a * b`` two cycles later.
-
-    ``a`` and ``b`` (at most 17 bits signed or 16 bits unsigned) are sign- or zero-extended
-    to 18 bits and multiplied as signed numbers. Yosys has no simulation model of the
-    primitive; the tests simulate it with ``tests/hw/mult18x18d_model.v``.
-    """
-    a18 = Signal(signed(18), name=f"{name}_a")
-    b18 = Signal(signed(18), name=f"{name}_b")
-    p = Signal(signed(36), name=f"{name}_p")
-    m.d.comb += [a18.eq(a), b18.eq(b)]
-    ports = {f"i_A{i}": a18[i] for i in range(18)}
-    ports |= {f"i_B{i}": b18[i] for i in range(18)}
-    ports |= {f"i_C{i}": 0 for i in range(18)}
-    ports |= {f"o_P{i}": p[i] for i in range(36)}
-    m.submodules[name] = Instance(
-        "MULT18X18D",
-        p_REG_INPUTA_CLK="CLK0",
-        p_REG_INPUTB_CLK="CLK0",
-        p_REG_OUTPUT_CLK="CLK0",
-        i_CLK0=ClockSignal(),
-        i_CE0=1,
-        i_RST0=0,
-        i_SIGNEDA=1,
-        i_SIGNEDB=1,
-        i_SOURCEA=0,
-        i_SOURCEB=0,
-        **ports,
-    )
-    return p
 
 
 class RequantizerLane(wiring.Component):
@@ -220,7 +190,7 @@ class RequantizerLane(wiring.Component):
                 "lh": (x3[:16], m3[16:].as_signed()),
                 "ll": (x3[:16], m3[:16]),
             }
-            prods = {key: _ecp5_mult18(m, a, b, f"dsp_{key}") for key, (a, b) in halves.items()}
+            prods = {key: mult18x18d(m, a, b, name=f"dsp_{key}") for key, (a, b) in halves.items()}
             p_hh = prods["hh"][:32].as_signed()
             p_hl = prods["hl"][:33].as_signed()
             p_lh = prods["lh"][:33].as_signed()
