@@ -197,11 +197,6 @@ def _blocks(cfg) -> _Blocks:
 
 # --- the line buffer's walk ------------------------------------------------------------------
 
-def _start_latency(lb: LineBuffer) -> int:
-    """Cycles from the line buffer's ``cfg`` transfer to its first position."""
-    return getattr(lb, "start_latency", 1)
-
-
 def _geometry(lb: LineBuffer, height, width, channels, kernel, stride, padding):
     lb.check_layer(height, width, channels, kernel, stride, padding)
     geo = []
@@ -314,7 +309,7 @@ def lb_pixel_times(lb: LineBuffer, height, width, channels, kernel, stride, padd
     kept per output pixel; its last entry equals ``frame_cycles(...)[1]``.
     """
     return lb_walk(lb, height, width, channels, kernel, stride, padding,
-                   start=_start_latency(lb), cycles_per_window=cycles_per_window)[0]
+                   start=lb.start_latency, cycles_per_window=cycles_per_window)[0]
 
 
 # --- the read path ---------------------------------------------------------------------------
@@ -794,7 +789,7 @@ class _Step:
 
         prod.walker = _walk(
             b.lb, step.in_h, step.in_w, step.in_c, step.kernel, step.stride, step.padding,
-            start=lb_go + _start_latency(b.lb), cycles_per_window=passes,
+            start=lb_go + b.lb.start_latency, cycles_per_window=passes,
             beat_positions=self.AB // cfg.lb_in_lanes, beat_ready=self._lb_input(lb_go),
             emit_ready=emit_ready, pixel_ready=None, done=prod.done, pops=[])
         return prod
@@ -829,7 +824,7 @@ class _Step:
         prod.vectors = vectors
         prod.walker = _walk(
             b.conv_lb, step.in_h, step.in_w, step.in_c, step.kernel, step.stride,
-            step.padding, start=lb_go + _start_latency(b.conv_lb), cycles_per_window=1,
+            step.padding, start=lb_go + b.conv_lb.start_latency, cycles_per_window=1,
             beat_positions=self.AB // cfg.lb_in_lanes, beat_ready=self._lb_input(lb_go),
             emit_ready=None, pixel_ready=pixel_ready, done=prod.done, pops=[])
         return prod
