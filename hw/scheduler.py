@@ -52,6 +52,8 @@ and aborts the DMA (:class:`~mnaccel.hw.accelerator.Accelerator`).
 
 from __future__ import annotations
 
+import math
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
@@ -168,6 +170,29 @@ def _serial_mul(m: Module, a, b, start, name: str, width: int = 32) -> Signal:
         with m.If(b_sh[0]):
             m.d.sync += acc.eq(acc + a_sh)
     return acc
+
+
+def _misaligned(value, n: int):
+    return value[:_log2(n)].any() if n > 1 else Const(0)
+
+
+def _decode(d, beat: int) -> dict:
+    """The per-step flags of descriptor ``d``: what the engines and the decode ask of its
+    opcode, and ``run``: a step the scheduler runs, its addresses aligned to the ``beat``
+    (combinational)."""
+    op = d.opcode
+    f = {"pool": op == Opcode.POOL, "conv": op == Opcode.CONV0, "dwpw": op == Opcode.DW_PW,
+         "from_lb": (op == Opcode.CONV0) | (op == Opcode.DW_PW),
+         "pw": (op == Opcode.PW) | (op == Opcode.FC),
+         "end": op == Opcode.END}
+    f["step"] = f["pool"] | f["from_lb"] | f["pw"]
+    f["addr_bad"] = (
+        _misaligned(d.in_addr, beat) | _misaligned(d.out_addr, beat)
+        | _misaligned(d.pw_param_addr, beat) | (~f["pool"] & _misaligned(d.pw_weight_addr, beat))
+        | (f["dwpw"] & (_misaligned(d.dw_weight_addr, beat)
+                        | _misaligned(d.dw_param_addr, beat))))
+    f["run"] = f["step"] & ~f["addr_bad"]
+    return f
 
 
 def _const_mul(x, k: int):
@@ -441,12 +466,12 @@ class Scheduler(wiring.Component):
     def weight_fifo_beats(self) -> int:
         return self._cfg.pw_weight_fifo_bytes // (self._cfg.axi_data_width // 8)
 
-    def _checks(self, m: Module, d, step_go):
-        """The gateware of :func:`check_descriptor` for the decoded descriptor ``d``, and the
-        step's products.
+    def _checks(self, m: Module, d, flag, step_go):
+        """The gateware of :func:`check_descriptor` for the decoded descriptor ``d`` (``flag``:
+        its opcode's registered decode, :func:`_decode`), and the step's products.
 
-        Returns ``(addr_bad, chk_done, chk_bad, prods)``. ``addr_bad`` is combinational, for
-        the decode. The shape rules are evaluated beside the step: the cheap ones registered
+        Returns ``(chk_done, chk_bad, prods)`` (the address rules are ``flag["addr_bad"]``,
+        for the decode). The shape rules are evaluated beside the step: the cheap ones registered
         from ``d``, the products on shift-and-add multipliers (:func:`_serial_mul`, no DSP)
         from ``step_go`` on, then the comparisons in two registered stages; ``chk_done``
         rises :data:`CHECK_CYCLES` cycles after ``step_go``, with ``chk_bad``, and both hold
@@ -457,23 +482,11 @@ class Scheduler(wiring.Component):
         """
         cfg = self._cfg
         R, C = cfg.pw_rows, cfg.pw_cols
-        AB = cfg.axi_data_width // 8
         AL = cfg.channel_align
-        op = d.opcode
-        is_pool = op == Opcode.POOL
-        is_conv = op == Opcode.CONV0
-        is_dwpw = op == Opcode.DW_PW
-        is_window = is_conv | is_dwpw
-        is_pw = (op == Opcode.PW) | (op == Opcode.FC)
+        is_pool, is_conv, is_dwpw = flag["pool"], flag["conv"], flag["dwpw"]
+        is_window, is_pw = flag["from_lb"], flag["pw"]
 
-        def misaligned(value, n):
-            return value[:_log2(n)].any() if n > 1 else Const(0)
-
-        addr_bad = Signal()
-        m.d.comb += addr_bad.eq(
-            misaligned(d.in_addr, AB) | misaligned(d.out_addr, AB)
-            | misaligned(d.pw_param_addr, AB) | (~is_pool & misaligned(d.pw_weight_addr, AB))
-            | (is_dwpw & (misaligned(d.dw_weight_addr, AB) | misaligned(d.dw_param_addr, AB))))
+        misaligned = _misaligned
 
         K, J, n = d.k_chunks, d.j_chunks, d.n_tiles
         first, mid, last = d.first_tile_pixels, d.tile_pixels, d.last_tile_pixels
@@ -563,7 +576,7 @@ class Scheduler(wiring.Component):
                          in_ready.eq(0)]
         prods = {"act": act, "out": out, "ready": ready, "in_bytes": in_bytes,
                  "in_ready": in_ready}
-        return addr_bad, chk_done, chk_bad, prods
+        return chk_done, chk_bad, prods
 
     def elaborate(self, platform):
         m = Module()
@@ -586,10 +599,13 @@ class Scheduler(wiring.Component):
         ]
         K, J = d.k_chunks, d.j_chunks
         n_tiles = d.n_tiles
-        is_pool = d.opcode == Opcode.POOL
-        is_conv = d.opcode == Opcode.CONV0
-        is_dwpw = d.opcode == Opcode.DW_PW
-        from_lb = is_conv | is_dwpw          # the activation buffer is fed on chip
+        # The opcode's decode in flip-flops, loaded with every descriptor beat from the value
+        # desc_raw takes (see the read demultiplexer): always the decode of d.opcode, without
+        # a cycle of delay, but the engines' many loads hang on a register, not on a LUT.
+        # Reset: desc_raw is all zeros, an END (aligned addresses).
+        flag = {k: Signal(name=f"is_{k}", init=k == "end") for k in _decode(d, AB)}
+        is_pool, is_conv, is_dwpw = flag["pool"], flag["conv"], flag["dwpw"]
+        from_lb = flag["from_lb"]            # the activation buffer is fed on chip
 
         # Counts minus one, registered after decode like the values below: the engines
         # compare their counters with them (equality only, no subtraction in the loop).
@@ -598,6 +614,9 @@ class Scheduler(wiring.Component):
         m.d.sync += [km1.eq(K - 1), jm1.eq(J - 1), nm1.eq(n_tiles - 1), nm2.eq(n_tiles - 2),
                      pm1[0].eq(d.first_tile_pixels - 1), pm1[1].eq(d.tile_pixels - 1),
                      pm1[2].eq(d.last_tile_pixels - 1)]
+        # Which tiles have one pixel (pm1 == 0), for the engines' registered compares.
+        p_one = [Signal(name=f"p_one_{i}") for i in range(3)]
+        m.d.sync += [p_one[i].eq(pm1[i] == 0) for i in range(3)]
 
         def tile_pixels(t):
             return Mux(t == 0, d.first_tile_pixels,
@@ -615,6 +634,20 @@ class Scheduler(wiring.Component):
             def restart():
                 m.d.sync += r.eq(d.first_tile_pixels - 1)
             return r, next_tile, restart
+
+        def tile_ends(t, name):
+            """Registers ``first`` (``t == 0``) and ``last`` (``t == n_tiles − 1``) beside an
+            engine's tile counter ``t``, so that its paths hold no compare with ``t``:
+            ``next_tile()`` when the engine moves on from tile ``t``, ``restart()`` under
+            ``step_go`` (nm1 and nm2 are not registered yet then: n_tiles itself is read)."""
+            first, last = Signal(name=f"{name}_first"), Signal(name=f"{name}_last")
+
+            def next_tile():
+                m.d.sync += [first.eq(0), last.eq(t == nm2)]
+
+            def restart():
+                m.d.sync += [first.eq(1), last.eq(n_tiles == 1)]
+            return first, last, next_tile, restart
 
         # Per-step values, registered after decode (they settle before any engine runs); the
         # products of two descriptor sizes come from _checks' shift-and-add multipliers.
@@ -643,12 +676,14 @@ class Scheduler(wiring.Component):
         step_go = Signal()           # pulse: a step starts (descriptor decoded)
         step_busy = Signal()         # engines of the step still working
         lb_go = Signal()             # pulse: the line buffer's layer is configured
-        addr_bad, chk_done, chk_bad, prods = self._checks(m, d, step_go)
+        chk_done, chk_bad, prods = self._checks(m, d, flag, step_go)
         in_bytes = prods["in_bytes"]
 
-        def by_tile(t, values):
-            """The first, middle or last tile's value of ``values`` for tile ``t``."""
-            return Mux(t == 0, values[0], Mux(t == nm1, values[2], values[1]))
+        def by_tile(ends, values):
+            """The first, middle or last tile's value of ``values`` for the tile whose
+            :func:`tile_ends` are ``ends``."""
+            first, last = ends
+            return Mux(first, values[0], Mux(last, values[2], values[1]))
 
         # --- buffers, FIFOs and their flags ------------------------------------------------------
         act_half_words = self.act_words // 2
@@ -678,6 +713,8 @@ class Scheduler(wiring.Component):
         w_res = Signal(range(wf_depth + 1))
         p_res = Signal(range(pf_depth + 1))
         lb_res = Signal(range(lb_depth + 1))
+        # Room for one more command's beats (the credits start at 0: room).
+        w_room, p_room, lb_room = Signal(init=1), Signal(init=1), Signal(init=1)
         tile_wbeats = R * C // AB
 
         # --- read commands: three sources, one tag FIFO ------------------------------------------
@@ -714,14 +751,16 @@ class Scheduler(wiring.Component):
         ri_weight_ptr = Signal(aw)
         ri_done = Signal()
         ri_len = Signal(LEN_WIDTH)   # the tile's input bytes
-        m.d.comb += ri_len.eq(by_tile(ri_t, prods["act"]))
+        ri_first, ri_last, ri_ends_next, ri_ends_restart = tile_ends(ri_t, "ri")
+        m.d.comb += ri_len.eq(by_tile((ri_first, ri_last), prods["act"]))
         w_issue_beats = Signal(range(wf_depth + 1))
         p_issue_recs = Signal(range(pf_depth + 1))
 
         def next_tile():
             m.d.sync += [ri_t.eq(ri_t + 1), ri_half.eq(~ri_half), ri_j.eq(0), ri_k.eq(0),
                          ri_param_ptr.eq(d.pw_param_addr), ri_weight_ptr.eq(d.pw_weight_addr)]
-            with m.If(ri_t == nm1):
+            ri_ends_next()
+            with m.If(ri_last):
                 m.d.sync += ri_done.eq(1)
                 m.next = "IDLE"
             with m.Elif(from_lb):
@@ -736,6 +775,7 @@ class Scheduler(wiring.Component):
                                  ri_done.eq(0), ri_in_ptr.eq(d.in_addr),
                                  ri_param_ptr.eq(d.pw_param_addr),
                                  ri_weight_ptr.eq(d.pw_weight_addr)]
+                    ri_ends_restart()
                     with m.If(is_dwpw):
                         m.next = "DW_WEIGHT"
                     with m.Elif(is_conv):
@@ -770,7 +810,7 @@ class Scheduler(wiring.Component):
                     m.next = "PARAM"
             with m.State("PARAM"):
                 m.d.comb += [
-                    ri_valid.eq(p_res + C <= pf_depth),
+                    ri_valid.eq(p_room),
                     ri_tag.eq(_Tag.PARAM),
                     ri_cmd.addr.eq(ri_param_ptr),
                     ri_cmd.length.eq(C * PARAM_BYTES),
@@ -786,7 +826,7 @@ class Scheduler(wiring.Component):
                         m.next = "WEIGHT"
             with m.State("WEIGHT"):
                 m.d.comb += [
-                    ri_valid.eq(w_res + tile_wbeats <= wf_depth),
+                    ri_valid.eq(w_room),
                     ri_tag.eq(_Tag.WEIGHT),
                     ri_cmd.addr.eq(ri_weight_ptr),
                     ri_cmd.length.eq(R * C),
@@ -805,23 +845,41 @@ class Scheduler(wiring.Component):
         lr_ptr = Signal(aw)
         lr_left = Signal(32)
         lr_chunk = LB_CHUNK_BEATS * AB
+        # The next command's length min(lr_left, chunk), its beats and lr_left != 0 are
+        # registers, loaded with lr_left: the command and the credits add no compare. What
+        # they become (after a command, or with the map's byte count) is worked out from
+        # registers beforehand, so that the handshakes only select.
         lr_len = Signal(LEN_WIDTH)
+        lr_beats = Signal(range(LB_CHUNK_BEATS + 1))
+        lr_any = Signal()
+        # lr_chunk is a power of two: "below it" is a test of the high bits, not a
+        # subtraction, and a short command's beats come from the low bits beside that test.
+        assert lr_chunk & (lr_chunk - 1) == 0
+
+        def lr_load(left):
+            low, short = left[:_log2(lr_chunk)], left[_log2(lr_chunk):] == 0
+            return [lr_left.eq(left), lr_len.eq(Mux(short, low, lr_chunk)),
+                    lr_beats.eq(Mux(short, (low + (AB - 1)) >> ab_log, LB_CHUNK_BEATS)),
+                    lr_any.eq(left != 0)]
+
+        lr_after = Signal.like(lr_left)
         m.d.comb += [
-            lr_len.eq(Mux(lr_left < lr_chunk, lr_left, lr_chunk)),
+            lr_after.eq(lr_left - lr_len),
             lr_cmd.addr.eq(lr_ptr),
             lr_cmd.length.eq(lr_len),
-            lr_valid.eq((lr_left != 0) & (lb_res + LB_CHUNK_BEATS <= lb_depth)),
+            lr_valid.eq(lr_any & lb_room),
         ]
         with m.If(lr_fire):
-            m.d.sync += [lr_ptr.eq(lr_ptr + lr_len), lr_left.eq(lr_left - lr_len)]
+            m.d.sync += [lr_ptr.eq(lr_ptr + lr_len), *lr_load(lr_after)]
         # The map's byte count may come after lb_go (CONV0 configures its line buffer at once).
         lr_wait = Signal()
         with m.If((lb_go | lr_wait) & prods["in_ready"]):
-            m.d.sync += [lr_ptr.eq(d.in_addr), lr_left.eq(in_bytes), lr_wait.eq(0)]
+            m.d.sync += [lr_ptr.eq(d.in_addr), lr_wait.eq(0), *lr_load(in_bytes)]
         with m.Elif(lb_go):
             m.d.sync += lr_wait.eq(1)
         with m.If(step_go):
-            m.d.sync += [lr_left.eq(0), lr_wait.eq(0)]
+            m.d.sync += [lr_wait.eq(0), lr_left.eq(0), lr_len.eq(0), lr_beats.eq(0),
+                         lr_any.eq(0)]
 
         # --- read demultiplexer ------------------------------------------------------------------
         head = Signal(_Tag)
@@ -838,31 +896,32 @@ class Scheduler(wiring.Component):
         rec_full = rec_cnt == rec_beats - 1
         dwp_ok = Signal()
         dww_ok = Signal()
-        with m.Switch(head):
-            with m.Case(_Tag.DESC, _Tag.ACT):
-                m.d.comb += rd.ready.eq(tags.r_rdy)
-            with m.Case(_Tag.PARAM):
-                m.d.comb += rd.ready.eq(tags.r_rdy & (~rec_full | pfifo.w_rdy))
-            with m.Case(_Tag.WEIGHT):
-                m.d.comb += rd.ready.eq(tags.r_rdy & wfifo.w_rdy)
-            with m.Case(_Tag.DW_WEIGHT):
-                m.d.comb += rd.ready.eq(tags.r_rdy & dww_ok)
-            with m.Case(_Tag.DW_PARAM):
-                m.d.comb += rd.ready.eq(tags.r_rdy & dwp_ok)
-            with m.Case(_Tag.LB_IN):
-                m.d.comb += rd.ready.eq(tags.r_rdy & lbfifo.w_rdy)
-        m.d.comb += [rd_fire.eq(rd.valid & rd.ready),
-                     tags.r_en.eq(rd_fire & rd.payload.last)]
+        # When the head command's destination takes a beat; each destination's enable is
+        # its own beat's fire, not a decode of the multiplexed rd.ready.
+        take = {_Tag.DESC: Const(1), _Tag.ACT: Const(1), _Tag.PARAM: ~rec_full | pfifo.w_rdy,
+                _Tag.WEIGHT: wfifo.w_rdy, _Tag.DW_WEIGHT: dww_ok, _Tag.DW_PARAM: dwp_ok,
+                _Tag.LB_IN: lbfifo.w_rdy}
+        fire = {tag: Signal(name=f"fire_{tag.name.lower()}") for tag in take}
+        for tag, ok in take.items():
+            m.d.comb += fire[tag].eq(rd.valid & tags.r_rdy & (head == tag) & ok)
+        m.d.comb += [
+            rd.ready.eq(tags.r_rdy & Cat(*((head == tag) & ok for tag, ok in take.items())).any()),
+            rd_fire.eq(Cat(*fire.values()).any()),
+            tags.r_en.eq(rd_fire & rd.payload.last),
+        ]
         # Descriptor: beats shift in from the top, little-endian.
-        m.d.comb += [desc_fire.eq(rd_fire & (head == _Tag.DESC)),
+        m.d.comb += [desc_fire.eq(fire[_Tag.DESC]),
                      desc_last.eq(desc_fire & rd.payload.last)]
+        desc_next = Signal(desc_bits)
+        m.d.comb += desc_next.eq(Cat(desc_raw[AB * 8:], rd.payload.data)
+                                 if desc_bits > AB * 8 else rd.payload.data)
         with m.If(desc_fire):
-            if desc_bits > AB * 8:
-                m.d.sync += desc_raw.eq(Cat(desc_raw[AB * 8:], rd.payload.data))
-            else:
-                m.d.sync += desc_raw.eq(rd.payload.data)
+            m.d.sync += desc_raw.eq(desc_next)
+            d_next = data.View(Descriptor, desc_next[:data.Layout.cast(Descriptor).size])
+            for k, v in _decode(d_next, AB).items():
+                m.d.sync += flag[k].eq(v)
         # Parameter records (pointwise and depthwise): PARAM_BYTES / AB beats each.
-        rec_fire = rd_fire & ((head == _Tag.PARAM) | (head == _Tag.DW_PARAM))
+        rec_fire = fire[_Tag.PARAM] | fire[_Tag.DW_PARAM]
         rec_word = Signal(PARAM_BYTES * 8)
         if rec_beats > 1:
             m.d.comb += rec_word.eq(Cat(rec_shift[AB * 8:], rd.payload.data))
@@ -876,20 +935,28 @@ class Scheduler(wiring.Component):
                      rec_out.shift.eq(rec.shift), rec_out.round_up.eq(rec.round_up)]
         with m.If(rec_fire):
             m.d.sync += [rec_shift.eq(rec_word), rec_cnt.eq(Mux(rec_full, 0, rec_cnt + 1))]
-        m.d.comb += [pfifo.w_en.eq(rd_fire & (head == _Tag.PARAM) & rec_full),
+        m.d.comb += [pfifo.w_en.eq(fire[_Tag.PARAM] & rec_full),
                      pfifo.w_data.eq(rec_out)]
         # Weights and line-buffer input.
-        m.d.comb += [wfifo.w_en.eq(rd_fire & (head == _Tag.WEIGHT)),
+        m.d.comb += [wfifo.w_en.eq(fire[_Tag.WEIGHT]),
                      wfifo.w_data.eq(rd.payload.data),
-                     lbfifo.w_en.eq(rd_fire & (head == _Tag.LB_IN)),
+                     lbfifo.w_en.eq(fire[_Tag.LB_IN]),
                      lbfifo.w_data.eq(rd.payload.data)]
-        m.d.sync += [
-            w_res.eq(w_res + w_issue_beats - (wfifo.r_rdy & wfifo.r_en)),
-            p_res.eq(p_res + p_issue_recs - (pfifo.r_rdy & pfifo.r_en)),
+        # The credits, and whether each has room for one more command, registered from
+        # their next values: a command's valid holds no adder or compare.
+        w_next, p_next, lb_next = Signal.like(w_res), Signal.like(p_res), Signal.like(lb_res)
+        m.d.comb += [
+            w_next.eq(w_res + w_issue_beats - (wfifo.r_rdy & wfifo.r_en)),
+            p_next.eq(p_res + p_issue_recs - (pfifo.r_rdy & pfifo.r_en)),
             # A map's last chunk is shorter: credit the beats it brings, or the credits
             # leak run after run until the reader stalls for good.
-            lb_res.eq(lb_res + Mux(lr_fire, (lr_len + (AB - 1)) >> ab_log, 0)
-                      - (lbfifo.r_rdy & lbfifo.r_en)),
+            lb_next.eq(lb_res + Mux(lr_fire, lr_beats, 0) - (lbfifo.r_rdy & lbfifo.r_en)),
+        ]
+        m.d.sync += [
+            w_res.eq(w_next), p_res.eq(p_next), lb_res.eq(lb_next),
+            w_room.eq(w_next <= wf_depth - tile_wbeats),
+            p_room.eq(p_next <= pf_depth - C),
+            lb_room.eq(lb_next <= lb_depth - LB_CHUNK_BEATS),
         ]
 
         # --- depthwise weights: a byte stream cut into entries of 9·dw_lanes bytes ---------------
@@ -899,24 +966,33 @@ class Scheduler(wiring.Component):
         dww_group = Signal(16)
         dww_part = Signal(2)
         dww_count = Signal(16)
-        dww_fire = rd_fire & (head == _Tag.DW_WEIGHT)
+        dww_fire = fire[_Tag.DW_WEIGHT]
+        # dww_n >= E, registered from dww_n's next value: no compare before the handshakes.
+        dww_have = Signal()
+        dww_n_next = Signal.like(dww_n)
+        # dww_n only moves by E and AB: a multiple of their (power-of-two) gcd, below E when
+        # a beat comes in. The beat's byte offset is that multiple's few low bits.
+        gcd = math.gcd(E, AB)
+        dww_at = dww_n[_log2(gcd):][:max(1, ((E - 1) // gcd).bit_length())]
         m.d.comb += [
-            dww_ok.eq(dww_n < E),
-            self.dw_w.valid.eq(dww_n >= E),
+            dww_ok.eq(~dww_have),
+            self.dw_w.valid.eq(dww_have),
             self.dw_w.payload.taps.eq(dww_buf[:E * 8]),
             self.dw_w.payload.group.eq(dww_group),
             self.dw_w.payload.part.eq(dww_part),
         ]
+        m.d.comb += dww_n_next.eq(dww_n)
+        m.d.sync += [dww_n.eq(dww_n_next), dww_have.eq(dww_n_next >= E)]
         with m.If(self.dw_w.valid & self.dw_w.ready):
-            m.d.sync += [dww_buf.eq(dww_buf >> (E * 8)), dww_n.eq(dww_n - E),
-                         dww_count.eq(dww_count + 1)]
+            m.d.comb += dww_n_next.eq(dww_n - E)
+            m.d.sync += [dww_buf.eq(dww_buf >> (E * 8)), dww_count.eq(dww_count + 1)]
             with m.If(dww_part == dw_passes - 1):
                 m.d.sync += [dww_part.eq(0), dww_group.eq(dww_group + 1)]
             with m.Else():
                 m.d.sync += dww_part.eq(dww_part + 1)
         with m.Elif(dww_fire):
-            m.d.sync += [dww_buf.eq(dww_buf | (rd.payload.data << (dww_n * 8))),
-                         dww_n.eq(dww_n + AB)]
+            m.d.comb += dww_n_next.eq(dww_n + AB)
+            m.d.sync += dww_buf.eq(dww_buf | (rd.payload.data << (dww_at * (gcd * 8))))
 
         # --- depthwise parameters: dw_lanes records per beat -------------------------------------
         dwp_lanes = [Signal(PARAM_LANE_LAYOUT, name=f"dwp_lane_{k}") for k in range(DL)]
@@ -931,7 +1007,7 @@ class Scheduler(wiring.Component):
             m.d.comb += self.dw_p.payload.lanes[k].eq(dwp_lanes[k])
         with m.If(self.dw_p.valid & self.dw_p.ready):
             m.d.sync += [dwp_idx.eq(0), dwp_group.eq(dwp_group + 1)]
-        with m.If(rd_fire & (head == _Tag.DW_PARAM) & rec_full):
+        with m.If(fire[_Tag.DW_PARAM] & rec_full):
             for k in range(DL):
                 with m.If(dwp_idx == k):
                     m.d.sync += [dwp_lanes[k].bias.eq(rec_out.bias),
@@ -942,7 +1018,8 @@ class Scheduler(wiring.Component):
         with m.If(step_go):
             # dww_n too: bytes a previous step left in the gearbox must not shift this one's.
             m.d.sync += [dww_group.eq(0), dww_part.eq(0), dww_count.eq(0), dwp_group.eq(0),
-                         dwp_idx.eq(0), dww_n.eq(0)]
+                         dwp_idx.eq(0)]
+            m.d.comb += dww_n_next.eq(0)
         dw_loaded = (dww_count == dw_entries) & (dwp_group == dw_groups)
 
         # --- line-buffer input: AXI beats → lb_in_lanes-byte pixels to the dw layer or CONV0 -----
@@ -998,6 +1075,7 @@ class Scheduler(wiring.Component):
         fill_t = Signal(16)
         fill_k = Signal(16)          # word of the pixel (on-chip producers)
         fill_p = Signal(16)          # pixel of the tile
+        fill_free = Signal(init=1)   # ~act_full[fill_half], registered (see the halves' flags)
         # DW_PW packer.
         dw_word_done = Signal()
         m.d.comb += dw_word_done.eq(dsub == dsubs - 1)
@@ -1026,11 +1104,11 @@ class Scheduler(wiring.Component):
         m.d.comb += [
             fw_valid.eq(Mux(is_conv, cvec_valid, self.dw_o.valid & dw_word_done)),
             fw_data.eq(Mux(is_conv, cv_fw, dw_fw)),
-            fw_ready.eq(from_lb & ~Array(act_full)[fill_half]),
+            fw_ready.eq(from_lb & fill_free),
         ]
 
         # --- activation-buffer writes: from the DMA (ACT) or the on-chip producers ---------------
-        act_fire = rd_fire & (head == _Tag.ACT)
+        act_fire = fire[_Tag.ACT]
         fw_fire = fw_valid & fw_ready
         m.d.comb += [
             act_wp.addr.eq(Cat(fill_addr, fill_half)),
@@ -1039,21 +1117,28 @@ class Scheduler(wiring.Component):
         ]
         # A tile from the on-chip producers ends with its last pixel's last word (counted:
         # no pixels × words product).
-        pixel_end = fill_k == in_wm1
+        # The compares with the counters are registers loaded from their next values, as in
+        # the beat generator: pixel_end = (fill_k == in_wm1), fill_plast = (fill_p == fill_pm1).
+        pixel_end = Signal()
+        fill_plast = Signal()
+        s_one = Signal()             # in_wm1 == 0: one word per pixel
+        m.d.sync += s_one.eq(in_wm1 == 0)
         fill_pm1, fill_next_tile, fill_restart = tile_last(fill_t, "fill_pm1")
-        tile_end = Mux(from_lb, pixel_end & (fill_p == fill_pm1), rd.payload.last)
+        tile_end = Mux(from_lb, pixel_end & fill_plast, rd.payload.last)
+        fill_done = Signal()         # a tile's last word is written: its half is full
+        m.d.comb += fill_done.eq((act_fire | fw_fire) & tile_end)
         with m.If(act_fire | fw_fire):
-            m.d.sync += [fill_addr.eq(fill_addr + 1), fill_k.eq(fill_k + 1)]
+            m.d.sync += [fill_addr.eq(fill_addr + 1), fill_k.eq(fill_k + 1),
+                         pixel_end.eq((fill_k + 1)[:16] == in_wm1)]
             with m.If(pixel_end):
-                m.d.sync += [fill_k.eq(0), fill_p.eq(fill_p + 1)]
+                m.d.sync += [fill_k.eq(0), fill_p.eq(fill_p + 1), pixel_end.eq(s_one),
+                             fill_plast.eq((fill_p + 1)[:16] == fill_pm1)]
             with m.If(tile_end):
+                next_one = Mux(fill_t == nm2, p_one[2], p_one[1])
                 m.d.sync += [fill_addr.eq(0), fill_half.eq(~fill_half), fill_t.eq(fill_t + 1),
-                             fill_k.eq(0), fill_p.eq(0)]
+                             fill_k.eq(0), fill_p.eq(0), pixel_end.eq(s_one),
+                             fill_plast.eq(next_one)]
                 fill_next_tile()
-                with m.Switch(fill_half):
-                    for h in range(2):
-                        with m.Case(h):
-                            m.d.sync += act_full[h].eq(1)
 
         # Weight gearbox: one AXI beat = AB / C rows of the pointwise weight tile; POOL's
         # identity tiles come from a generator instead.
@@ -1097,19 +1182,35 @@ class Scheduler(wiring.Component):
         g_j = Signal(16)
         g_k = Signal(8)
         g_p = Signal(16)
-        g_pbase = Signal(range(act_half_words + 1))
         g_poff = Signal(16)          # POOL: j·cols, whose word is (j·cols) / rows
         g_pm1, g_next_tile, g_restart = tile_last(g_t, "g_pm1")
-        g_plast = Signal()
-        m.d.comb += g_plast.eq(g_p == g_pm1)
+        _, g_tlast, g_ends_next, g_ends_restart = tile_ends(g_t, "g")
+        # The counters' compares, in registers loaded from the counters' next values: a
+        # beat's enables are ANDs of flip-flops, not compares of 16-bit counters.
+        g_plast = Signal()           # g_p == g_pm1: the tile's last pixel
+        g_pzero = Signal()           # g_p == 0
+        g_pone = Signal()            # g_pm1 == 0: a tile of one pixel
+        g_klast = Signal()           # g_k == km1
+        g_kzero = Signal()           # g_k == 0
+        g_jlast = Signal()           # g_j == jm1
+        # The same of the per-step counts (registered after decode like km1, ...).
+        k_one, j_one = Signal(), Signal()
+        m.d.sync += [k_one.eq(km1 == 0), j_one.eq(jm1 == 0)]
         st_valid = Signal()
         st = Signal(pw_input_layout(R, cfg.pw_acc_depth))
         stage_free = ~st_valid | self.pw_i.ready
         g_issue = Signal()
+        g_tile_done = Signal()       # the tile's last beat: its half is released
+        # g_active & act_full[g_half], registered from the next values of the three: the
+        # issue is one AND with the stage's room.
+        g_avail = Signal()
+        # The beat's word in the half, p·S + k (POOL: p·S + (j·cols) / rows), kept in a
+        # register that steps with the counters: the read address comes straight from
+        # flip-flops to the many block RAMs, no adder between.
         g_word = Signal(range(act_half_words + 1))
-        m.d.comb += g_word.eq(g_pbase + Mux(is_pool, g_poff >> _log2(R), g_k))
         m.d.comb += [
-            g_issue.eq(g_active & Array(act_full)[g_half] & stage_free),
+            g_issue.eq(g_avail & stage_free),
+            g_tile_done.eq(g_issue & g_plast & g_klast & g_jlast),
             act_rp.addr.eq(Cat(g_word[:len(fill_addr)], g_half)),
             act_rp.en.eq(stage_free),
             self.pw_i.valid.eq(st_valid),
@@ -1120,35 +1221,69 @@ class Scheduler(wiring.Component):
             m.d.sync += [
                 st_valid.eq(1),
                 st.addr.eq(Mux(is_pool, 0, g_p)),
-                st.first.eq(Mux(is_pool, g_p == 0, g_k == 0)),
-                st.last.eq(Mux(is_pool, g_plast, g_k == km1)),
-                st.swap.eq(g_p == 0),
+                st.first.eq(Mux(is_pool, g_pzero, g_kzero)),
+                st.last.eq(Mux(is_pool, g_plast, g_klast)),
+                st.swap.eq(g_pzero),
                 # out_first marks the tile's last chunk, out_last the chunk's last pixel.
-                st.out_first.eq(g_j == jm1),
+                st.out_first.eq(g_jlast),
                 st.out_last.eq(g_plast),
             ]
             with m.If(g_plast):
-                m.d.sync += [g_p.eq(0), g_pbase.eq(0), g_k.eq(g_k + 1)]
-                with m.If(g_k == km1):
-                    m.d.sync += [g_k.eq(0), g_j.eq(g_j + 1), g_poff.eq(g_poff + C)]
-                    with m.If(g_j == jm1):
-                        m.d.sync += [g_j.eq(0), g_poff.eq(0), g_t.eq(g_t + 1),
-                                     g_half.eq(~g_half)]
+                m.d.sync += [g_p.eq(0), g_pzero.eq(1), g_plast.eq(g_pone),
+                             g_k.eq(g_k + 1), g_kzero.eq(0), g_klast.eq((g_k + 1)[:8] == km1),
+                             g_word.eq(Mux(is_pool, g_poff >> _log2(R), g_k + 1))]
+                with m.If(g_klast):
+                    m.d.sync += [g_k.eq(0), g_kzero.eq(1), g_klast.eq(k_one),
+                                 g_j.eq(g_j + 1), g_jlast.eq((g_j + 1)[:16] == jm1),
+                                 g_poff.eq(g_poff + C),
+                                 g_word.eq(Mux(is_pool, (g_poff + C) >> _log2(R), 0))]
+                    with m.If(g_jlast):
+                        next_one = Mux(g_t == nm2, p_one[2], p_one[1])
+                        m.d.sync += [g_j.eq(0), g_jlast.eq(j_one), g_poff.eq(0), g_word.eq(0),
+                                     g_t.eq(g_t + 1), g_pone.eq(next_one),
+                                     g_plast.eq(next_one)]
                         g_next_tile()
-                        with m.Switch(g_half):
-                            for h in range(2):
-                                with m.Case(h):
-                                    m.d.sync += [act_full[h].eq(0), act_claimed[h].eq(0)]
-                        with m.If(g_t == nm1):
-                            m.d.sync += g_active.eq(0)
+                        g_ends_next()
             with m.Else():
-                m.d.sync += [g_p.eq(g_p + 1), g_pbase.eq(g_pbase + in_words)]
+                m.d.sync += [g_p.eq(g_p + 1), g_pzero.eq(0),
+                             g_plast.eq((g_p + 1)[:16] == g_pm1), g_word.eq(g_word + in_words)]
         with m.Elif(self.pw_i.ready):
             m.d.sync += st_valid.eq(0)
         with m.If(step_go):
-            m.d.sync += [g_active.eq(1), g_t.eq(0), g_half.eq(0), g_j.eq(0), g_k.eq(0),
-                         g_p.eq(0), g_pbase.eq(0), g_poff.eq(0)]
+            # km1, jm1 and pm1 are not registered yet: the compares read the descriptor.
+            first_one = (d.first_tile_pixels - 1)[:16] == 0
+            m.d.sync += [g_t.eq(0), g_j.eq(0), g_k.eq(0), g_p.eq(0), g_word.eq(0),
+                         g_poff.eq(0), g_pzero.eq(1), g_kzero.eq(1), g_pone.eq(first_one),
+                         g_plast.eq(first_one), g_klast.eq((K - 1)[:8] == 0),
+                         g_jlast.eq((J - 1)[:16] == 0)]
             g_restart()
+            g_ends_restart()
+        # The halves' flags: a half is filled (fill_done) and released by its tile's last
+        # beat, never both at once (the filler waits for a free half, the generator for a
+        # full one).
+        full_next = [Signal(name=f"act_full_next_{h}") for h in range(2)]
+        g_half_next = Signal()
+        g_active_next = Signal()
+        for h in range(2):
+            m.d.comb += full_next[h].eq(Mux(fill_done & (fill_half == h), 1,
+                                            Mux(g_tile_done & (g_half == h), 0, act_full[h])))
+            with m.If(g_tile_done & (g_half == h)):
+                m.d.sync += act_claimed[h].eq(0)
+        m.d.comb += [
+            g_half_next.eq(Mux(step_go, 0, g_half ^ g_tile_done)),
+            g_active_next.eq(Mux(step_go, 1, g_active & ~(g_tile_done & g_tlast))),
+        ]
+        m.d.sync += [act_full[h].eq(full_next[h]) for h in range(2)]
+        fill_half_next = Mux(step_go, 0, fill_half ^ fill_done)
+        m.d.sync += fill_free.eq(~Array(full_next)[fill_half_next])
+        m.d.sync += [g_half.eq(g_half_next), g_active.eq(g_active_next)]
+        # g_avail's next value, g_active_next & full_next[g_half_next], with the tile's end
+        # (behind the array's ready) as the last select: the generator stays on its half
+        # (filled by now?) or moves to the other one (full already or by now?).
+        filled = [act_full[h] | (fill_done & (fill_half == h)) for h in range(2)]
+        stay = g_avail | (g_active & fill_done & (fill_half == g_half))
+        move = ~g_tlast & Mux(g_half, filled[0], filled[1])
+        m.d.sync += g_avail.eq(Mux(step_go, full_next[0], Mux(g_tile_done, move, stay)))
         # Waiting for memory: the tile's input is not in yet, or a beat waits for weights.
         m.d.comb += self.read_stall.eq(
             (g_active & ~Array(act_full)[g_half])
@@ -1248,14 +1383,15 @@ class Scheduler(wiring.Component):
         w_t = Signal(16)
         wh = Signal()
         w_ptr = Signal(aw)
-        w_words = Signal(range(out_half_words + 1))
         w_cnt = Signal(range(out_half_words + 1))
+        w_wm1 = Signal(len(w_cnt))   # the command's beats − 1: ceil(len / AB) − 1
         w_len = Signal(LEN_WIDTH)
         w_pending = Signal(16)
         wst_valid = Signal()
         w_done_all = Signal()
         # POOL's tile is its input map; its output is one pixel.
-        m.d.comb += w_len.eq(Mux(is_pool, d.out_stride, by_tile(w_t, prods["out"])))
+        w_first, w_last, w_ends_next, w_ends_restart = tile_ends(w_t, "w")
+        m.d.comb += w_len.eq(Mux(is_pool, d.out_stride, by_tile((w_first, w_last), prods["out"])))
         wr_cmd_fire = Signal()
         wd_free = ~wst_valid | self.wr_data.ready
         w_issue = Signal()
@@ -1274,24 +1410,26 @@ class Scheduler(wiring.Component):
                 with m.If(step_go):
                     m.d.sync += [w_t.eq(0), wh.eq(0), w_ptr.eq(d.out_addr),
                                  w_done_all.eq(0)]
+                    w_ends_restart()
                     m.next = "WAIT"
             with m.State("WAIT"):
                 # Nothing is written before the descriptor has passed its checks.
                 m.d.comb += self.wr_cmd.valid.eq(Array(out_full)[wh] & chk_done)
                 with m.If(wr_cmd_fire):
-                    m.d.sync += [w_cnt.eq(0), w_words.eq((w_len + (AB - 1)) >> ab_log),
+                    m.d.sync += [w_cnt.eq(0), w_wm1.eq((w_len - 1) >> ab_log),
                                  w_ptr.eq(w_ptr + w_len)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += w_issue.eq(wd_free)
                 with m.If(w_issue):
                     m.d.sync += [w_cnt.eq(w_cnt + 1), wst_valid.eq(1)]
-                    with m.If(w_cnt == w_words - 1):
+                    with m.If(w_cnt == w_wm1):
                         m.d.sync += [wh.eq(~wh), w_t.eq(w_t + 1)]
+                        w_ends_next()
                         for h in range(2):
                             with m.If(wh == h):
                                 m.d.sync += out_full[h].eq(0)
-                        with m.If(w_t == nm1):
+                        with m.If(w_last):
                             m.d.sync += w_done_all.eq(1)
                             m.next = "IDLE"
                         with m.Else():
@@ -1302,12 +1440,16 @@ class Scheduler(wiring.Component):
                                  - (self.wr_done.valid & self.wr_done.ready))
 
         m.d.comb += step_busy.eq(~ri_done | g_active | ~w_done_all | (w_pending != 0)
-                                 | wst_valid | (lr_left != 0) | lr_wait)
+                                 | wst_valid | lr_any | lr_wait)
 
         # Every engine starts a step on half 0 and bank 0: a step with an odd number of
         # tiles leaves the half selects at 1.
         with m.If(step_go):
             fill_restart()
+            # in_wm1 and pm1 are not registered yet: the compares read the descriptor.
+            words = Mux(is_conv, K, d.in_stride >> _log2(R))
+            m.d.sync += [pixel_end.eq((words - 1)[:16] == 0),
+                         fill_plast.eq((d.first_tile_pixels - 1)[:16] == 0)]
             m.d.sync += [fill_half.eq(0), fill_addr.eq(0), fill_t.eq(0), fill_k.eq(0),
                          fill_p.eq(0), oh.eq(0),
                          pix_col.eq(0), colj.eq(0), loff.eq(0), id_row.eq(0), id_off.eq(0),
@@ -1354,25 +1496,22 @@ class Scheduler(wiring.Component):
                 with m.If(dma_error):
                     # The descriptor itself may be garbage (a SLVERR on its fetch).
                     fail_dma()
+                with m.Elif(flag["run"]):
+                    # The decode is registered (flag): step_go, with its hundreds of loads,
+                    # is an AND of the state, the DMA's error and one flip-flop.
+                    m.d.comb += step_go.eq(1)
+                    with m.If(is_dwpw):
+                        m.next = "DW_LOAD"
+                    with m.Elif(is_conv):
+                        m.next = "CV_CFG"
+                    with m.Else():
+                        m.next = "START"
+                with m.Elif(flag["end"]):
+                    m.next = "FINISH"
+                with m.Elif(flag["step"]):         # not run: an address is misaligned
+                    fail(ErrorCode.ALIGN)
                 with m.Else():
-                    with m.Switch(d.opcode):
-                        with m.Case(Opcode.END):
-                            m.next = "FINISH"
-                        with m.Case(Opcode.PW, Opcode.FC, Opcode.POOL, Opcode.DW_PW,
-                                    Opcode.CONV0):
-                            with m.If(addr_bad):
-                                fail(ErrorCode.ALIGN)
-                            with m.Else():
-                                m.d.comb += step_go.eq(1)
-                                with m.Switch(d.opcode):
-                                    with m.Case(Opcode.DW_PW):
-                                        m.next = "DW_LOAD"
-                                    with m.Case(Opcode.CONV0):
-                                        m.next = "CV_CFG"
-                                    with m.Default():
-                                        m.next = "START"
-                        with m.Default():
-                            fail(ErrorCode.OPCODE)
+                    fail(ErrorCode.OPCODE)
             with m.State("DW_LOAD"):
                 # The layer's weights and parameters must be in before its windows.
                 with m.If(chk_bad):
