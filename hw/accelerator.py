@@ -94,7 +94,8 @@ class Accelerator(wiring.Component):
         # UnusedElaboratable pragma covers an Accelerator made only for its properties.
         self.pointwise = Pointwise(rows=config.pw_rows, cols=config.pw_cols,
                                    acc_depth=config.pw_acc_depth, ecp5=ecp5_dsp)
-        self.requantizer = Requantizer(lanes=config.rq_lanes, ecp5_dsp=ecp5_dsp)
+        self.requantizer = Requantizer(lanes=config.rq_lanes, ecp5_dsp=ecp5_dsp,
+                                       lut_products=config.rq_lut_products)
         self.dma = DMA(data_width=config.axi_data_width, addr_width=config.axi_addr_width,
                        len_width=LEN_WIDTH, max_burst=max_burst)
         self.csr = ControlRegisters(addr_width=csr_addr_width,

@@ -69,7 +69,18 @@ class AccelConfig:
     pw_weight_fifo_bytes : int
         Prefetch FIFO of pointwise weight tiles streamed from external memory. Power of two.
     rq_lanes : int
-        Requantizer lanes: int32 accumulators turned into int8 per cycle.
+        Requantizer lanes: int32 accumulators turned into int8 per cycle. The pointwise
+        array emits ``pw_cols`` sums per cycle during the last input-channel chunk of a
+        pixel, so fewer lanes than ``pw_cols`` stall it for part of that chunk.
+    rq_lut_products : int
+        Of the four 16 × 16 partial products of each output-requantizer lane's 32 × 32-bit
+        product, how many are built from LUTs and carry chains rather than DSP blocks: 0,
+        1 (``xh·mh``) or 2 (``xh·mh`` and ``xh·ml``), leaving ``4 - rq_lut_products``
+        ``MULT18X18D`` per lane. Pipelined radix-4 Booth multipliers in the lane's own
+        stages (same latency and results); each costs about 245 LUT4s, 100 PFUMXs and 80
+        CCU2Cs, plus 250 (``xh·mh``) or 140 (``xh·ml``) flip-flops
+        (``docs/hw/requantizer.md``). The depthwise layer's requantizer keeps four DSPs per
+        lane.
     acc_width : int
         Accumulator width in bits.
     axi_data_width : int
@@ -97,7 +108,8 @@ class AccelConfig:
     act_buf_bytes: int = 131072
     out_buf_bytes: int = 65536
     pw_weight_fifo_bytes: int = 4096
-    rq_lanes: int = 4
+    rq_lanes: int = 8
+    rq_lut_products: int = 2
     acc_width: int = 32
     axi_data_width: int = 128
     axi_addr_width: int = 32
@@ -118,6 +130,9 @@ class AccelConfig:
             )
         if not isinstance(self.dw_mul_luts, bool):
             raise ValueError(f"dw_mul_luts must be a bool, not {self.dw_mul_luts!r}")
+        if (not isinstance(self.rq_lut_products, int) or isinstance(self.rq_lut_products, bool)
+                or not 0 <= self.rq_lut_products <= 2):
+            raise ValueError(f"rq_lut_products must be 0, 1 or 2, not {self.rq_lut_products!r}")
         if self.dw_kernel not in (3, 5):
             raise ValueError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
         if self.max_kernel not in (3, 5) or self.max_kernel < self.dw_kernel:
@@ -184,11 +199,16 @@ class AccelConfig:
 
 
 #: Named configurations. ``ecp5-85f`` is the default: of the LFE5U-85F's 156 18×18 DSPs,
-#: 128 for the pointwise array and 4 per requantizer lane (2 depthwise + 4 output lanes),
-#: 152 in all, so its 18 depthwise multipliers are built from LUTs (``dw_mul_luts``);
-#: ``large`` is for bigger FPGAs, whose DSPs are plentiful next to its 1024-PE array, so it
-#: keeps its depthwise products on DSPs; ``tiny`` (DSP products) and ``small`` (LUT
-#: products) keep simulation benches quick and between them simulate both variants.
+#: 128 for the pointwise array, 4 per depthwise requantizer lane (2 lanes: 8) and 2 per
+#: output requantizer lane (8 lanes, so that the array's 8 sums a cycle never wait: 16),
+#: 152 in all. For that its 18 depthwise multipliers are built from LUTs (``dw_mul_luts``)
+#: and so are two of each output requantizer lane's four partial products
+#: (``rq_lut_products``; with only one, 8 lanes would need 160). ``large`` is for bigger
+#: FPGAs, whose DSPs are plentiful next to its 1024-PE array, so it keeps its depthwise and
+#: requantizer products on DSPs; ``tiny`` (DSP products) and ``small`` (LUT products) keep
+#: simulation benches quick and between them simulate both depthwise variants (the
+#: requantizer's LUT products are simulated block by block, tests/hw/test_requantizer.py,
+#: and in the ``ecp5-85f`` top).
 PRESETS: dict[str, AccelConfig] = {
     "ecp5-85f": AccelConfig(),
     "large": AccelConfig(
@@ -197,6 +217,7 @@ PRESETS: dict[str, AccelConfig] = {
         dw_lanes=16,
         lb_in_lanes=64,
         rq_lanes=16,
+        rq_lut_products=0,
         axi_data_width=256,
         dw_mul_luts=False,
     ),
@@ -206,6 +227,7 @@ PRESETS: dict[str, AccelConfig] = {
         dw_lanes=2,
         lb_in_lanes=8,
         rq_lanes=2,
+        rq_lut_products=0,
         pw_acc_depth=64,
         lb_max_width=64,
         lb_max_channels=256,
@@ -219,6 +241,7 @@ PRESETS: dict[str, AccelConfig] = {
         dw_lanes=1,
         lb_in_lanes=1,
         rq_lanes=1,
+        rq_lut_products=0,
         pw_acc_depth=16,
         lb_max_width=32,
         lb_max_channels=64,

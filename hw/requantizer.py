@@ -30,6 +30,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from mnaccel.hw.ecp5 import mult18x18d
+from mnaccel.hw.lut_mul import adder_tree, booth_addends, booth_mul
 
 __all__ = [
     "LANE_LAYOUT",
@@ -104,6 +105,22 @@ class RequantizerLane(wiring.Component):
         precomputed from the per-layer ports) beside the 8-bit ``z + output_zp``.
     17. The clamp multiplexer.
 
+    With ``lut_products`` the first one or two partial products are built from LUTs and
+    carry chains instead (:func:`~mnaccel.hw.lut_mul.booth_mul`, radix-4 Booth, no ``*``
+    for Yosys to map to a DSP), in the same stages and with the same results:
+
+    * ``xh·mh`` (``lut_products >= 1``) is only consumed at stage 9, so its multiplier has
+      stages 4-8: Booth selection of its 9 addends (``xh`` recoded; stage 4), then a
+      two-input adder tree of 4 levels, one per stage (5-8), none wider than ~34 bits.
+    * ``xh·ml`` (``lut_products == 2``) is consumed at stage 7, so it has stages 4-6: the
+      Booth selection of ``xh``'s 8 digits shares stage 4 with the first adder level (like
+      the depthwise array's int8 products), levels 2 and 3 follow. The top digit's
+      two's-complement ``+1`` (``xh``'s sign at weight ``2**14`` of ``xh·ml``, so
+      ``2**30`` of the full product) would be a ninth addend and a fourth level; it has
+      the weight of the SRDHM nudge, so it joins that in stage 7 instead:
+      ``lo = xl·ml + 2**30·(1 + (xh < 0))``. Stage 4 of ``xh·ml`` (``x3`` → selection →
+      a ~23-bit carry chain) is the lane's worst path then, ~5.1 ns.
+
     Parameters
     ----------
     ecp5_dsp : bool
@@ -111,6 +128,10 @@ class RequantizerLane(wiring.Component):
         instead of inferring multipliers (stages 4-5); same latency and arithmetic as the
         default. Simulating it needs a model of the primitive (the tests use
         ``tests/hw/mult18x18d_model.v``).
+    lut_products : int
+        How many of the four 16 × 16 partial products are built from LUTs rather than
+        multipliers (DSPs): 0, 1 (``xh·mh``) or 2 (``xh·mh`` and ``xh·ml``). A lane takes
+        ``4 - lut_products`` ``MULT18X18D``.
 
     Members
     -------
@@ -129,7 +150,9 @@ class RequantizerLane(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from inputs to ``out`` (:attr:`STAGES`, 17).
+        Cycles from inputs to ``out`` (:attr:`STAGES`, 17), whatever the options.
+    lut_products : int
+        Partial products built from LUTs.
     """
 
     acc: In(signed(32))
@@ -142,16 +165,24 @@ class RequantizerLane(wiring.Component):
     act_max: In(signed(8))
     out: Out(signed(8))
 
-    def __init__(self, *, ecp5_dsp: bool = False):
+    def __init__(self, *, ecp5_dsp: bool = False, lut_products: int = 0):
         self._ecp5_dsp = bool(ecp5_dsp)
+        self._lut_products = _check_lut_products(lut_products)
         super().__init__()
 
     #: Register stages of the lane pipeline; see the class docstring for each one's job.
     STAGES = 17
 
+    #: The partial products that ``lut_products`` moves to LUTs, in that order.
+    LUT_PRODUCT_ORDER = ("hh", "hl")
+
     @property
     def latency(self) -> int:
         return self.STAGES
+
+    @property
+    def lut_products(self) -> int:
+        return self._lut_products
 
     def elaborate(self, platform):
         m = Module()
@@ -182,47 +213,68 @@ class RequantizerLane(wiring.Component):
         right3 = delay(right1, 2, "right3")
 
         # 4-5: four partial products, one 18×18 DSP each, with the DSP's input registers
-        # (stage 4) and output registers (stage 5).
+        # (stage 4) and output registers (stage 5); those in LUTs (lut_products) instead
+        # have every stage up to their first use (stages 4-8 and 4-6, see below).
+        on_luts = self.LUT_PRODUCT_ORDER[:self._lut_products]
+
+        def split(x, mult):
+            # Operand pairs of the partial products: xh, mh signed; xl, ml unsigned.
+            xh, xl, mh, ml = x[16:].as_signed(), x[:16], mult[16:].as_signed(), mult[:16]
+            return {"hh": (xh, mh), "hl": (xh, ml), "lh": (xl, mh), "ll": (xl, ml)}
+
+        halves = split(x3, m3)
+        shapes = {"hh": signed(32), "hl": signed(33), "lh": signed(33), "ll": unsigned(32)}
+        prods = {}
         if self._ecp5_dsp:
-            halves = {
-                "hh": (x3[16:].as_signed(), m3[16:].as_signed()),
-                "hl": (x3[16:].as_signed(), m3[:16]),
-                "lh": (x3[:16], m3[16:].as_signed()),
-                "ll": (x3[:16], m3[:16]),
-            }
-            prods = {key: mult18x18d(m, a, b, name=f"dsp_{key}") for key, (a, b) in halves.items()}
-            p_hh = prods["hh"][:32].as_signed()
-            p_hl = prods["hl"][:33].as_signed()
-            p_lh = prods["lh"][:33].as_signed()
-            p_ll = prods["ll"][:32]
+            for key, (a, b) in halves.items():
+                if key not in on_luts:
+                    p = mult18x18d(m, a, b, name=f"dsp_{key}")
+                    prods[key] = p[:shapes[key].width]
+                    if shapes[key].signed:
+                        prods[key] = prods[key].as_signed()
         else:
             x4 = reg(signed(32), x3, "x4")
             m4 = reg(signed(32), m3, "m4")
-            xh, xl = x4[16:].as_signed(), x4[:16]
-            mh, ml = m4[16:].as_signed(), m4[:16]
-            p_hh = reg(signed(32), xh * mh, "p_hh")
-            p_hl = reg(signed(33), xh * ml, "p_hl")
-            p_lh = reg(signed(33), xl * mh, "p_lh")
-            p_ll = reg(unsigned(32), xl * ml, "p_ll")
+            for key, (a, b) in split(x4, m4).items():
+                if key not in on_luts:
+                    prods[key] = reg(shapes[key], a * b, f"p_{key}")
         # 6: the products again, in fabric flip-flops next to the adders: the DSP blocks sit
         # in rows of their own, and the route from them would otherwise share a cycle
         # with a carry chain.
-        p_hh = reg(signed(32), p_hh, "p_hh6")
-        p_hl = reg(signed(33), p_hl, "p_hl6")
-        p_lh = reg(signed(33), p_lh, "p_lh6")
-        p_ll = reg(unsigned(32), p_ll, "p_ll6")
+        prods = {key: reg(shapes[key], p, f"p_{key}6") for key, p in prods.items()}
+
+        # xh·ml from LUTs (stages 4-6): xh is Booth-recoded; the last addend, the top
+        # digit's +1 (xh's sign, at weight 2**14 of xh·ml, so 2**30 of x·M0), is left out of
+        # the tree (8 addends: 3 levels, the first beside the selection) and added to the
+        # SRDHM nudge in stage 7.
+        if "hl" in on_luts:
+            xh3, ml3 = halves["hl"]
+            *addends, (top, top_shift) = booth_addends(ml3, xh3)
+            assert top_shift == 14  # weight 2**(16 + 14) in x·M0
+            prods["hl"] = adder_tree(m, addends, width=33, stages=3, name="p_hl6")
+            top6 = delay(top, 3, "hl_top")
+        p_hl, p_lh, p_ll = prods["hl"], prods["lh"], prods["ll"]
         # INT32_MIN * INT32_MIN, the one product whose doubled high half overflows, is
         # recognised on the operands.
         sat4 = reg(1, (x3 == -(2**31)) & (m3 == -(2**31)), "sat4")
 
-        # 7: cross terms summed; the SRDHM nudge 2**30 enters with the low product.
+        # 7: cross terms summed; the SRDHM nudge 2**30 enters with the low product (and,
+        # with xh·ml in LUTs, its Booth top-digit +1 of the same weight: 2**30·(1 + top)).
         mid7 = reg(signed(34), p_hl + p_lh, "mid7")
-        lo7 = reg(unsigned(33), p_ll + (1 << 30), "lo7")
-        hh7 = reg(signed(32), p_hh, "hh7")
+        if "hl" in on_luts:
+            lo7 = reg(unsigned(33), p_ll + (Cat(~top6, top6) << 30), "lo7")
+        else:
+            lo7 = reg(unsigned(33), p_ll + (1 << 30), "lo7")
 
         # 8: the low part of the product plus nudge, with its carries into bit 31 and above.
         t8 = reg(signed(52), lo7 + (mid7 << 16), "t8")
-        hh8 = reg(signed(32), hh7, "hh8")
+        # xh·mh reaches stage 9 from stage 8: through stages 6-8 from the DSP, or from a
+        # LUT multiplier that takes all of stages 4-8.
+        if "hh" in on_luts:
+            xh3, mh3 = halves["hh"]
+            hh8 = booth_mul(m, mh3, xh3, stages=5, name="hh8")
+        else:
+            hh8 = delay(prods["hh"], 2, "hh")
 
         # 9: high = (x * M0 + 2**30) >> 31 = 2 * hh + (t >> 31), in [-2**31, 2**31].
         high9 = reg(signed(34), (hh8 << 1) + (t8 >> 31), "high9")
@@ -284,6 +336,12 @@ class RequantizerLane(wiring.Component):
         return m
 
 
+def _check_lut_products(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2:
+        raise ValueError(f"lut_products must be 0, 1 or 2, not {value!r}")
+    return value
+
+
 class Requantizer(wiring.Component):
     """Requantizes ``lanes`` int32 accumulators to int8 per cycle, TFLite-exact.
 
@@ -310,6 +368,9 @@ class Requantizer(wiring.Component):
         Build the lanes' multipliers from ECP5 ``MULT18X18D`` primitives with their own
         registers, for 200 MHz on an ECP5 (see :class:`RequantizerLane`); simulation needs a
         model of the primitive.
+    lut_products : int
+        Partial products per lane built from LUTs instead of multipliers (0, 1 or 2; see
+        :class:`RequantizerLane`): ``lanes · (4 - lut_products)`` DSPs in all.
 
     Members
     -------
@@ -331,6 +392,10 @@ class Requantizer(wiring.Component):
         Lanes (results per beat).
     ecp5_dsp : bool
         Whether the multipliers are ECP5 primitives.
+    lut_products : int
+        Partial products per lane built from LUTs.
+    dsp_multipliers : int
+        18×18 multipliers (DSPs) of all lanes: ``lanes · (4 - lut_products)``.
     latency : int
         Cycles from a beat's transfer on ``i`` to its result being valid on ``o`` when the
         output is not stalled: the lane pipeline plus the output FIFO's 2-cycle latency.
@@ -340,11 +405,12 @@ class Requantizer(wiring.Component):
         Beats the output FIFO holds; the pipeline accepts a beat while fewer are in flight.
     """
 
-    def __init__(self, *, lanes: int, ecp5_dsp: bool = False):
+    def __init__(self, *, lanes: int, ecp5_dsp: bool = False, lut_products: int = 0):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
         self._lanes = lanes
         self._ecp5_dsp = bool(ecp5_dsp)
+        self._lut_products = _check_lut_products(lut_products)
         super().__init__(
             {
                 "i": In(stream.Signature(input_layout(lanes))),
@@ -365,6 +431,14 @@ class Requantizer(wiring.Component):
     @property
     def ecp5_dsp(self) -> bool:
         return self._ecp5_dsp
+
+    @property
+    def lut_products(self) -> int:
+        return self._lut_products
+
+    @property
+    def dsp_multipliers(self) -> int:
+        return self._lanes * (4 - self._lut_products)
 
     @property
     def latency(self) -> int:
@@ -391,7 +465,8 @@ class Requantizer(wiring.Component):
 
         result = Signal(output_layout(self._lanes))
         for k in range(self._lanes):
-            lane = m.submodules[f"lane_{k}"] = RequantizerLane(ecp5_dsp=self._ecp5_dsp)
+            lane = m.submodules[f"lane_{k}"] = RequantizerLane(
+                ecp5_dsp=self._ecp5_dsp, lut_products=self._lut_products)
             inp = self.i.payload.lanes[k]
             m.d.comb += [
                 lane.acc.eq(inp.acc),

@@ -452,7 +452,8 @@ def _depthwise_layer(config, target):
 def _requantizer(config, target):
     from mnaccel.hw.requantizer import Requantizer
 
-    return Requantizer(lanes=config.rq_lanes, ecp5_dsp=target == "ecp5")
+    return Requantizer(lanes=config.rq_lanes, ecp5_dsp=target == "ecp5",
+                       lut_products=config.rq_lut_products)
 
 
 def _dma(config, target):
@@ -494,8 +495,8 @@ BLOCKS: dict[str, Block] = {b.name: b for b in [
           _depthwise_layer),
     Block("line_buffer", "K×K window line buffer (dw_lanes, lb_in_lanes, lb_max_*)",
           _line_buffer),
-    Block("requantizer", "int32→int8 requantizer (rq_lanes; ECP5 DSP primitives on ecp5)",
-          _requantizer),
+    Block("requantizer", "int32→int8 requantizer (rq_lanes, rq_lut_products; ECP5 DSP "
+          "primitives on ecp5)", _requantizer),
     Block("dma", "AXI4 read + write DMA (axi_data_width, axi_addr_width)", _dma),
     Block("csr", "AXI4-Lite control registers", _csr),
     Block("scheduler", "descriptor fetch, step engines, activation/output buffers, FIFOs",

@@ -17,12 +17,21 @@ def test_default_preset_fits_ecp5_85f_multipliers():
 
 def test_default_preset_fits_ecp5_85f_dsp_blocks():
     # Every 18x18 DSP the default preset's datapath takes: one per pointwise PE, four per
-    # requantizer lane (the depthwise layer's dw_lanes and the output's rq_lanes), and one
+    # depthwise requantizer lane, 4 - rq_lut_products per output requantizer lane, and one
     # per depthwise product unless those are built from LUTs.
     cfg = preset(DEFAULT_PRESET)
-    dsp = cfg.pw_rows * cfg.pw_cols + 4 * (cfg.rq_lanes + cfg.dw_lanes)
+    dsp = cfg.pw_rows * cfg.pw_cols + 4 * cfg.dw_lanes + (4 - cfg.rq_lut_products) * cfg.rq_lanes
     dsp += 0 if cfg.dw_mul_luts else cfg.dw_lanes * cfg.dw_kernel**2
     assert dsp <= 156, f"{DEFAULT_PRESET} needs {dsp} MULT18X18D, the LFE5U-85F has 156"
+    assert dsp == 152  # the figure hw/config.py's preset comment gives
+
+
+def test_default_preset_requantizer_keeps_pace_with_the_array():
+    # The pointwise array emits pw_cols sums a cycle in a pixel's last input-channel chunk;
+    # as many requantizer lanes take them without stalling it (issue #5).
+    cfg = preset(DEFAULT_PRESET)
+    assert cfg.rq_lanes == cfg.pw_cols
+    assert cfg.rq_lut_products == 2
 
 
 def test_default_depthwise_layer_synthesizes_to_requantizer_dsps_only():
@@ -68,6 +77,10 @@ def test_large_preset_is_larger():
         ("axi_data_width", 48, "axi_data_width must be"),
         ("lb_max_width", 4, "lb_max_width must be in [8, 4096], not 4"),
         ("dw_mul_luts", 1, "dw_mul_luts must be a bool, not 1"),
+        ("rq_lut_products", 3, "rq_lut_products must be 0, 1 or 2, not 3"),
+        ("rq_lut_products", -1, "rq_lut_products must be 0, 1 or 2, not -1"),
+        ("rq_lut_products", True, "rq_lut_products must be 0, 1 or 2, not True"),
+        ("rq_lut_products", 1.0, "rq_lut_products must be 0, 1 or 2, not 1.0"),
     ],
 )
 def test_bad_values_are_named(field, value, words):
@@ -82,6 +95,9 @@ def test_frozen_and_replace():
     bigger = cfg.replace(pw_rows=32)
     assert bigger.pw_rows == 32 and cfg.pw_rows == 16
     assert bigger.config_id != cfg.config_id
+    # Every field reaches the ID, the multiplier options too.
+    assert cfg.replace(rq_lut_products=1).config_id != cfg.config_id
+    assert "rq_lut_products" in cfg.to_dict()
 
 
 def test_unknown_preset_lists_names():
