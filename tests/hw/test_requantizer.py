@@ -67,6 +67,19 @@ def test_sustained_throughput_and_latency(config):
     assert rec["latency_cycles"] == design.latency
 
 
+def test_fifo_groups_bit_exact_under_stalls():
+    """5 lanes: three output FIFOs of 2, 2 and 1 lanes (``Requantizer._FIFO_GROUP_LANES``),
+    the first with the flags, which must stay in step under bubbles and backpressure. About
+    a minute (one Verilator build)."""
+    design = Requantizer(lanes=5)
+    assert -(-design.lanes // design._FIFO_GROUP_LANES) == 3
+    rec = _run(design, layers=3, beats=150, seed=61, throughput_beats=600,
+               bubble=0.3, backpressure=0.5)
+    assert rec["checked_results"] == 3 * 150 * 5
+    assert rec["throughput_checked"] == 600 * 5
+    assert rec["latency_cycles"] == design.latency
+
+
 def test_ecp5_dsp_variant_bit_exact():
     """``ecp5_dsp=True`` (MULT18X18D primitives) simulated with a model of the primitive.
 
