@@ -1193,6 +1193,9 @@ class Scheduler(wiring.Component):
         g_klast = Signal()           # g_k == km1
         g_kzero = Signal()           # g_k == 0
         g_jlast = Signal()           # g_j == jm1
+        g_tend = Signal()            # g_plast & g_klast & g_jlast: the tile's last beat, so
+                                     # that g_tile_done is one LUT of flip-flops and the
+                                     # array's ready, not a chain behind g_issue
         # The same of the per-step counts (registered after decode like km1, ...).
         k_one, j_one = Signal(), Signal()
         m.d.sync += [k_one.eq(km1 == 0), j_one.eq(jm1 == 0)]
@@ -1210,7 +1213,7 @@ class Scheduler(wiring.Component):
         g_word = Signal(range(act_half_words + 1))
         m.d.comb += [
             g_issue.eq(g_avail & stage_free),
-            g_tile_done.eq(g_issue & g_plast & g_klast & g_jlast),
+            g_tile_done.eq(g_issue & g_tend),
             act_rp.addr.eq(Cat(g_word[:len(fill_addr)], g_half)),
             act_rp.en.eq(stage_free),
             self.pw_i.valid.eq(st_valid),
@@ -1228,34 +1231,45 @@ class Scheduler(wiring.Component):
                 st.out_first.eq(g_jlast),
                 st.out_last.eq(g_plast),
             ]
+            # g_tend follows the three flags: each branch sets it to the AND of their new
+            # values (the tile's end, under g_tile_done below, overrides the last branch).
             with m.If(g_plast):
+                k_last_next = (g_k + 1)[:8] == km1
                 m.d.sync += [g_p.eq(0), g_pzero.eq(1), g_plast.eq(g_pone),
-                             g_k.eq(g_k + 1), g_kzero.eq(0), g_klast.eq((g_k + 1)[:8] == km1),
+                             g_k.eq(g_k + 1), g_kzero.eq(0), g_klast.eq(k_last_next),
+                             g_tend.eq(g_pone & k_last_next & g_jlast),
                              g_word.eq(Mux(is_pool, g_poff >> _log2(R), g_k + 1))]
                 with m.If(g_klast):
+                    j_last_next = (g_j + 1)[:16] == jm1
                     m.d.sync += [g_k.eq(0), g_kzero.eq(1), g_klast.eq(k_one),
-                                 g_j.eq(g_j + 1), g_jlast.eq((g_j + 1)[:16] == jm1),
+                                 g_j.eq(g_j + 1), g_jlast.eq(j_last_next),
+                                 g_tend.eq(g_pone & k_one & j_last_next),
                                  g_poff.eq(g_poff + C),
                                  g_word.eq(Mux(is_pool, (g_poff + C) >> _log2(R), 0))]
-                    with m.If(g_jlast):
-                        next_one = Mux(g_t == nm2, p_one[2], p_one[1])
-                        m.d.sync += [g_j.eq(0), g_jlast.eq(j_one), g_poff.eq(0), g_word.eq(0),
-                                     g_t.eq(g_t + 1), g_pone.eq(next_one),
-                                     g_plast.eq(next_one)]
-                        g_next_tile()
-                        g_ends_next()
             with m.Else():
-                m.d.sync += [g_p.eq(g_p + 1), g_pzero.eq(0),
-                             g_plast.eq((g_p + 1)[:16] == g_pm1), g_word.eq(g_word + in_words)]
+                p_last_next = (g_p + 1)[:16] == g_pm1
+                m.d.sync += [g_p.eq(g_p + 1), g_pzero.eq(0), g_plast.eq(p_last_next),
+                             g_tend.eq(p_last_next & g_klast & g_jlast),
+                             g_word.eq(g_word + in_words)]
         with m.Elif(self.pw_i.ready):
             m.d.sync += st_valid.eq(0)
+        # The tile's last beat (g_issue with g_plast, g_klast and g_jlast): its enables come
+        # from g_tile_done, one LUT from flip-flops and the array's ready.
+        with m.If(g_tile_done):
+            next_one = Mux(g_t == nm2, p_one[2], p_one[1])
+            m.d.sync += [g_j.eq(0), g_jlast.eq(j_one), g_poff.eq(0), g_word.eq(0),
+                         g_t.eq(g_t + 1), g_pone.eq(next_one), g_plast.eq(next_one),
+                         g_tend.eq(next_one & k_one & j_one)]
+            g_next_tile()
+            g_ends_next()
         with m.If(step_go):
             # km1, jm1 and pm1 are not registered yet: the compares read the descriptor.
             first_one = (d.first_tile_pixels - 1)[:16] == 0
             m.d.sync += [g_t.eq(0), g_j.eq(0), g_k.eq(0), g_p.eq(0), g_word.eq(0),
                          g_poff.eq(0), g_pzero.eq(1), g_kzero.eq(1), g_pone.eq(first_one),
                          g_plast.eq(first_one), g_klast.eq((K - 1)[:8] == 0),
-                         g_jlast.eq((J - 1)[:16] == 0)]
+                         g_jlast.eq((J - 1)[:16] == 0),
+                         g_tend.eq(first_one & ((K - 1)[:8] == 0) & ((J - 1)[:16] == 0))]
             g_restart()
             g_ends_restart()
         # The halves' flags: a half is filled (fill_done) and released by its tile's last
