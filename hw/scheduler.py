@@ -173,6 +173,7 @@ def _serial_mul(m: Module, a, b, start, name: str, width: int = 32) -> Signal:
 
 
 def _misaligned(value, n: int):
+    """Whether ``value`` is not a multiple of the power of two ``n`` (combinational)."""
     return value[:_log2(n)].any() if n > 1 else Const(0)
 
 
@@ -486,8 +487,6 @@ class Scheduler(wiring.Component):
         is_pool, is_conv, is_dwpw = flag["pool"], flag["conv"], flag["dwpw"]
         is_window, is_pw = flag["from_lb"], flag["pw"]
 
-        misaligned = _misaligned
-
         K, J, n = d.k_chunks, d.j_chunks, d.n_tiles
         first, mid, last = d.first_tile_pixels, d.tile_pixels, d.last_tile_pixels
         kr = Signal(16)
@@ -507,7 +506,7 @@ class Scheduler(wiring.Component):
         vwords = -(-(CONV0_KERNEL**2 * CONV0_CHANNELS) // R)
         rules = [
             (n == 0) | (first == 0) | (mid == 0) | (last == 0) | (K == 0) | (J == 0),
-            misaligned(d.in_stride, AL) | misaligned(d.out_stride, AL),
+            _misaligned(d.in_stride, AL) | _misaligned(d.out_stride, AL),
             jc > d.out_stride,
             ~is_pool & ((first > cfg.pw_acc_depth) | (mid > cfg.pw_acc_depth)
                         | (last > cfg.pw_acc_depth)),
@@ -516,7 +515,7 @@ class Scheduler(wiring.Component):
                          | (d.in_w > cfg.lb_max_width)
                          | (d.out_h != wo_h) | (d.out_w != wo_w)),
             is_dwpw & (~dw_kernel_ok | (d.in_c > cfg.lb_max_channels)
-                       | misaligned(d.in_c, cfg.dw_lanes)),
+                       | _misaligned(d.in_c, cfg.dw_lanes)),
             is_conv & ((d.kernel != CONV0_KERNEL) | (d.conv_c != CONV0_CHANNELS)
                        | (d.in_c != AL) | (K != vwords)),
             is_pool & ((n != 1) | (K != 1) | (d.out_h != 1) | (d.out_w != 1)
