@@ -167,23 +167,29 @@ def select(graph: Graph, first: int, last: int) -> Graph:
                  (layers[-1].output,))
 
 
-def _check_cut(graph: Graph, last: int, spec: str) -> None:
-    """UserError for a range that ends between a depthwise layer and the pointwise layer the
-    compiler fuses it with, if the scheduler cannot run the lone depthwise step."""
-    from mnaccel.golden.graph import Op
+def _check_cut(graph: Graph, last: int, spec: str, config) -> None:
+    """UserError for a range that ends on a depthwise layer which the compiler fuses with
+    the next (pointwise) layer in the whole network, if the scheduler cannot run the lone
+    depthwise step that the range would leave. The whole network's plan decides which
+    layers are fused (no second copy of the compiler's rule); needs the structure only."""
+    from mnaccel.compiler.plan import plan
     from mnaccel.hw.descriptor import Opcode
     from mnaccel.hw.scheduler import SUPPORTED_OPCODES
 
-    if Opcode.DW in SUPPORTED_OPCODES or last + 1 >= len(graph.layers):
+    if Opcode.DW in SUPPORTED_OPCODES:
         return
-    dw, pw = graph.layers[last], graph.layers[last + 1]
-    # The pairing compiler/plan.py fuses into one DW_PW step.
-    if (dw.op is Op.DEPTHWISE_CONV_2D and pw.op is Op.CONV_2D and pw.kernel == (1, 1)
-            and pw.stride == (1, 1) and pw.inputs[0] == dw.output):
-        raise UserError(f"--layers {spec!r} ends at depthwise layer {last} ({dw.name!r}), "
-                        f"which runs fused with pointwise layer {last + 1} ({pw.name!r}); "
-                        f"the scheduler does not execute a lone DW step yet: end at "
-                        f"{last + 1}")
+    dw = graph.layers[last]
+    try:
+        steps = plan(graph, config).steps
+    except UserError:
+        return      # the range's own plan (_check_plan) reports what cannot be mapped
+    for step in steps:
+        if step.opcode is Opcode.DW_PW and step.layers[0].name == dw.name:
+            # The fused pair is two consecutive layers: the pointwise one is `last + 1`.
+            raise UserError(f"--layers {spec!r} ends at depthwise layer {last} ({dw.name!r}), "
+                            f"which runs fused with pointwise layer {last + 1} "
+                            f"({step.layers[1].name!r}); the scheduler does not execute a "
+                            f"lone DW step yet: end at {last + 1}")
 
 
 def _config(name: str):
@@ -287,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
         x = (read_input(args.input, graph) if args.input is not None
              else random_input(graph, args.seed))
         if args.layers is not None:
-            _check_cut(graph, last, args.layers)
+            _check_cut(graph, last, args.layers, config)
         _check_plan(graph if args.layers is None else select(graph, first, last), config)
         if args.model in ZOO:
             progress.show(f"calibrating {args.model} ...")
