@@ -86,11 +86,11 @@ def bounds(plan: Plan) -> list[StepBound]:
         t = traffic[step.name]
         res["read"] = _ceil(t.dram_read_bytes, axi)
         res["write"] = _ceil(t.dram_write_bytes, axi)
-        if op is not Opcode.DW:
-            beats = sum(step.j_chunks * step.k_chunks * max(n, pw.weight_load_cycles)
-                        for _, n in step.tiles())
-            res["pw"] = beats
-            res["rq"] = _ceil(step.pixels * step.j_chunks * cfg.pw_cols, cfg.rq_lanes)
+        # (DW: K = 1, one identity tile per output chunk.)
+        beats = sum(step.j_chunks * step.k_chunks * max(n, pw.weight_load_cycles)
+                    for _, n in step.tiles())
+        res["pw"] = beats
+        res["rq"] = _ceil(step.pixels * step.j_chunks * cfg.pw_cols, cfg.rq_lanes)
         if op in (Opcode.DW_PW, Opcode.DW, Opcode.CONV0):
             in_c = plan.storage(step.input).c_stride if op is Opcode.CONV0 else step.in_c
             res["line buffer"] = step.in_h * step.in_w * _ceil(in_c, cfg.lb_in_lanes)

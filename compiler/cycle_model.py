@@ -13,11 +13,12 @@ tiling, never from a measured cycle count:
   records are consumed beat by beat (their unpacking takes a cycle per entry), so they are
   walked cycle by cycle; every other consumer takes a beat per cycle (credits).
 * **read issuer** — per tile the activation read (``PW``/``FC``/``POOL``), then per
-  output-channel chunk its parameter records and ``K`` weight tiles, each command issued
+  output-channel chunk its parameter records and ``K`` weight tiles (none for ``POOL`` and
+  ``DW``, whose identity tiles the scheduler makes), each command issued
   once its FIFO has room: the weight FIFO frees as the array loads weight rows, the
   parameter FIFO as the banks load records (a bank frees when its chunk's last sum has
   been requantized).
-* **producers** — ``PW``/``FC``/``POOL``: the activation read. ``DW_PW``: the line buffer's
+* **producers** — ``PW``/``FC``/``POOL``: the activation read. ``DW_PW``, ``DW``: the line buffer's
   position-by-position walk (:func:`lb_walk`, the walk of ``LineBuffer.frame_cycles``, fed
   from the input reads in chunks of ``LB_CHUNK_BEATS``), ``DepthwiseLayer.latency`` to
   the int8 outputs, packed into buffer words; a producer ahead of the array stalls until
@@ -584,14 +585,14 @@ class _Step:
 
     def _commands(self) -> list[tuple[str, int]]:
         op, J, K = self.op, self.J, self.K
-        out = [("dw_weight", 0), ("dw_param", 0)] if op is Opcode.DW_PW else []
+        out = [("dw_weight", 0), ("dw_param", 0)] if op in (Opcode.DW_PW, Opcode.DW) else []
         s = 0
         for t in range(len(self.tiles)):
             if op in (Opcode.PW, Opcode.FC, Opcode.POOL):
                 out.append(("act", t))
             for j in range(J):
                 out.append(("param", t * J + j))
-                if op is not Opcode.POOL:
+                if op not in (Opcode.POOL, Opcode.DW):      # identity tiles: no weights
                     for _ in range(K):
                         out.append(("weight", s))
                         s += 1
@@ -717,7 +718,7 @@ class _Step:
         self.go = last + 1
         self.start = self.go + 1                  # the engines' first cycle
         self.producer = None
-        if op is Opcode.DW_PW:
+        if op in (Opcode.DW_PW, Opcode.DW):
             self._issue_until(("dw_param", 0))
             # dw_loaded the cycle after the last entry and record group; DW_CFG the next.
             loaded = max(self.dw_w.emitted[-1], self.dw_p.emitted[-1]) + 1
@@ -837,6 +838,7 @@ class _Step:
         arr = self.array
         lat = b.pw.latency
         pool = op is Opcode.POOL
+        identity = op in (Opcode.POOL, Opcode.DW)     # weight tiles from the generator
         e = -1                       # enabled cycle of the last beat so far
         swap_prev = None             # enabled cycle of the last swap beat
         s = 0                        # weight tile (sub-tile) index
@@ -859,7 +861,7 @@ class _Step:
                 for k in range(K):
                     # Weight tile s loads one row per enabled cycle from the previous swap
                     # (or from its arrival); its first beat (the swap) waits for all rows.
-                    avail = self.start if pool else self._weights(s)
+                    avail = self.start if identity else self._weights(s)
                     e_ls = arr.enabled(avail, 0 if swap_prev is None else swap_prev)
                     e0 = max(e + 1, e_ls + self.wl)
                     if j == k == 0 and e_tile > e0:
@@ -964,39 +966,20 @@ def _macs(plan: Plan) -> dict[str, int]:
     return {r.name: r.mul for r in table_rows(plan.graph) if r.type in ("conv", "dw", "pw", "fc")}
 
 
-def _old_step(plan: Plan, step: Step, b: _Blocks, mem: Memory, step_macs: int,
-              fuse_pool: bool) -> StepCycles:
-    """Steps the scheduler does not run as one descriptor yet: a lone depthwise layer
-    (streamed through the line buffer, the dw array and its requantizer), and the what-if
-    of a pool accumulated on the previous step's output stream."""
+def _fused_pool(plan: Plan, step: Step, b: _Blocks, mem: Memory) -> StepCycles:
+    """The what-if of a pool accumulated on the previous step's output stream: only its
+    requantization and write are left."""
     cfg = plan.config
     axi = cfg.axi_data_width // 8
     lat = mem.read_latency + b.dma.command_latency + _BUFFERED_FIFO_LATENCY
     setup = lat + _ceil(DESCRIPTOR_BYTES, axi)
     out = plan.storage(step.output)
-    if step.opcode is Opcode.POOL:
-        rq = b.rq
-        body = (_ceil(step.j_chunks * cfg.pw_cols, rq.outputs_per_cycle) + rq.latency
-                + _ceil(out.nbytes, axi) + mem.write_latency)
-        return StepCycles(step.name, step.opcode.name, 0, setup + body, 0, 0.0,
-                          DESCRIPTOR_BYTES, out.nbytes, "latency",
-                          {"setup": setup, "fill": 0, "pw": 0, "stall": 0, "drain": body})
-    passes = b.dwa.passes(step.kernel)
-    groups = step.in_c // cfg.dw_lanes
-    w_bytes = groups * passes * cfg.dw_kernel**2 * cfg.dw_lanes
-    p_bytes = step.in_c * PARAM_BYTES
-    setup += lat + max(groups * passes, _ceil(w_bytes, axi)) + _ceil(p_bytes, axi)
-    times = lb_pixel_times(b.lb, step.in_h, step.in_w, step.in_c, step.kernel, step.stride,
-                           step.padding, cycles_per_window=passes)
-    info_in = plan.storage(step.input)
-    read = DESCRIPTOR_BYTES + w_bytes + p_bytes + info_in.nbytes
-    body = max(times[-1] + b.dw.latency, _ceil(read, axi)) + mem.write_latency
-    cycles = setup + body
-    ideal = _ceil(step_macs, cfg.multipliers)
-    return StepCycles(step.name, step.opcode.name, step_macs, cycles, ideal,
-                      step_macs / (cycles * cfg.multipliers), read, out.nbytes, "dw",
-                      {"setup": setup, "fill": 0, "pw": 0, "stall": times[-1],
-                       "drain": body - times[-1]})
+    rq = b.rq
+    body = (_ceil(step.j_chunks * cfg.pw_cols, rq.outputs_per_cycle) + rq.latency
+            + _ceil(out.nbytes, axi) + mem.write_latency)
+    return StepCycles(step.name, step.opcode.name, 0, setup + body, 0, 0.0,
+                      DESCRIPTOR_BYTES, out.nbytes, "latency",
+                      {"setup": setup, "fill": 0, "pw": 0, "stall": 0, "drain": body})
 
 
 def _step(plan: Plan, step: Step, b: _Blocks, mem: Memory, step_macs: int,
@@ -1075,8 +1058,8 @@ def model(plan, *, memory: Memory | None = None, dram_latency: int | None = None
     out = []
     for i, step in enumerate(plan.steps):
         step_macs = sum(macs.get(layer.name, 0) for layer in step.layers)
-        if step.opcode is Opcode.DW or (step.opcode is Opcode.POOL and fuse_pool):
-            s = _old_step(plan, step, b, mem, step_macs, fuse_pool)
+        if step.opcode is Opcode.POOL and fuse_pool:
+            s = _fused_pool(plan, step, b, mem)
         else:
             addrs = None
             if program is not None:

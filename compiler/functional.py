@@ -89,8 +89,14 @@ class _Machine:
         return self.requantize(acc.reshape(oh * ow, c), prm, zp, lo, hi)
 
     # --- the pointwise schedule ---------------------------------------------------------------
-    def pointwise(self, d: dict, source, pool: bool = False) -> np.ndarray:
-        """Run the tiles; ``source(first, n)`` fills the activation buffer for a tile."""
+    def pointwise(self, d: dict, source, identity: str | None = None) -> np.ndarray:
+        """Run the tiles; ``source(first, n)`` fills the activation buffer for a tile.
+
+        ``identity``: the weight tiles are the generator's identities instead of the weight
+        stream, summed over the tile's pixels (``"pool"``: POOL, one output pixel) or per
+        pixel (``"pixel"``: DW).
+        """
+        pool = identity == "pool"
         cfg = self.cfg
         rows, cols, K, J = cfg.pw_rows, cfg.pw_cols, d["k_chunks"], d["j_chunks"]
         prm_all = self.params(d["pw_param_addr"], J * cols)
@@ -115,11 +121,12 @@ class _Machine:
             for j in range(J):
                 acc = np.zeros((n if not pool else 1, cols), np.int64)
                 for k in range(K):
-                    if pool:
+                    if identity is not None:
                         # Identity tile: channel j·cols + c sits in row (j·cols mod rows)+c
-                        # of the chunk holding it; every pixel beat hits entry 0.
+                        # of the chunk holding it; for POOL every pixel beat hits entry 0.
                         kk, off = divmod(j * cols, rows)
-                        acc += buf[:, kk * rows + off:kk * rows + off + cols].sum(0)
+                        sel = buf[:, kk * rows + off:kk * rows + off + cols]
+                        acc += sel.sum(0) if pool else sel
                         continue
                     tile = self.read(stream, rows * cols).reshape(rows, cols).astype(np.int64)
                     stream += rows * cols
@@ -161,10 +168,8 @@ def execute(program: Program, x: np.ndarray, *, image: bytearray | None = None
             mids[step.mid] = y[:, :graph.tensors[step.mid].shape[-1]]   # drop padding
             m.pointwise(d, lambda first, n, y=y: y[first:first + n])
         elif op is Opcode.DW:
-            y = m.depthwise(d, "out")
-            out = np.zeros((y.shape[0], d["out_stride"]), np.int8)
-            out[:, :y.shape[1]] = y
-            image[d["out_addr"]:d["out_addr"] + out.size] = out.tobytes()
+            y = m.depthwise(d, "mid")
+            m.pointwise(d, lambda first, n, y=y: y[first:first + n], identity="pixel")
         elif op is Opcode.CONV0:
             taps, oh, ow = m.windows(d)
             c = d["conv_c"]
@@ -174,7 +179,8 @@ def execute(program: Program, x: np.ndarray, *, image: bytearray | None = None
         elif op in (Opcode.PW, Opcode.FC, Opcode.POOL):
             x_in = m.act(d["in_addr"], d["in_h"], d["in_w"], d["in_stride"])
             flat = x_in.reshape(d["in_h"] * d["in_w"], d["in_stride"])
-            m.pointwise(d, lambda first, n, f=flat: f[first:first + n], pool=op is Opcode.POOL)
+            m.pointwise(d, lambda first, n, f=flat: f[first:first + n],
+                        identity="pool" if op is Opcode.POOL else None)
         else:  # pragma: no cover - the compiler emits no other opcode
             raise AssertionError(f"opcode {op} is not executable")
     outputs = {}

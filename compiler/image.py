@@ -209,11 +209,17 @@ def compile_model(graph: Graph, config: AccelConfig, *, kernels: str = "referenc
             (b, m, s, up), (zp, lo, hi) = _conv_params(
                 graph, dwl, zp_in, w[..., :real].reshape(-1, real).sum(0), kernels, dw=True)
             put("dw params", param_bytes(b, m, s, up, c_pad), "dw_param_addr")
-            key = "mid" if step.opcode is Opcode.DW_PW else "out"
-            f[f"{key}_zp"], f[f"{key}_act_min"], f[f"{key}_act_max"] = zp, lo, hi
-            if key == "out":
-                f["act_min"], f["act_max"] = lo, hi
-                del f["out_act_min"], f["out_act_max"]
+            f["mid_zp"], f["mid_act_min"], f["mid_act_max"] = zp, lo, hi
+        if step.opcode is Opcode.DW:
+            # The pointwise stage passes the depthwise output through: identity tiles, and
+            # records that requantize by exactly 1 (bias 0, 2**30 · 2**1 / 2**31, no tie to
+            # round) with no offset or clamp.
+            c = step.j_chunks * cfg.pw_cols
+            mult, shift = quant.quantize_multiplier(1.0)
+            put("identity params", param_bytes(np.zeros(c, np.int64), np.full(c, mult),
+                                               np.full(c, shift), np.zeros(c, bool), c),
+                "pw_param_addr")
+            f["out_zp"], f["act_min"], f["act_max"] = 0, -128, 127
         if step.opcode in (Opcode.CONV0, Opcode.DW_PW, Opcode.PW, Opcode.FC):
             pwl = step.layers[-1]
             m_w = pw_weight_matrix(step, pwl, cfg)

@@ -273,8 +273,11 @@ def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) ->
                 _pw_tiling(step, cfg, t_out.c_stride, "depthwise output",
                            small_first_tile)
             else:
+                # Alone: the depthwise output goes through the pointwise array's identity
+                # tiles (one per output chunk, made on chip) to the output requantizer.
                 step.opcode = Opcode.DW
-                step.n_tiles = step.tile_pixels = step.last_tile_pixels = step.first_tile_pixels = 0
+                _pw_tiling(step, cfg, t_out.c_stride, "depthwise output", small_first_tile)
+                step.k_chunks = 1
         elif op is Op.MEAN:
             axes = tuple(sorted(int(a) % 4 for a in layer.params.get("axes", (1, 2))))
             if axes != (1, 2):

@@ -49,7 +49,9 @@ class Opcode(enum.Enum, shape=4):
     DW_PW = 2
     #: A 1×1 convolution whose input comes from external memory (V2's expansion layers).
     PW = 3
-    #: A depthwise convolution alone, output to external memory (V3's squeeze-excite).
+    #: A depthwise convolution alone, output to external memory (V3's squeeze-excite): a
+    #: DW_PW whose pointwise stage is an identity (``K = 1``, identity weight tiles made on
+    #: chip, records that requantize by 1), so the depthwise output reaches the write-back.
     DW = 4
     #: Global average pool (MEAN over H and W) on the pointwise array with identity weights.
     POOL = 5
@@ -121,8 +123,8 @@ FIELD_DOCS: dict[str, str] = {
     "in_stride": "bytes per input pixel in external memory",
     "out_stride": "bytes per output pixel in external memory",
     "in_zp": "input zero point (line-buffer pad value)",
-    "mid_zp": "DW_PW: zero point of the on-chip dw output",
-    "out_zp": "output zero point",
+    "mid_zp": "DW_PW/DW: zero point of the dw requantizer's output",
+    "out_zp": "output zero point (DW: 0, the identity pass)",
     "mid_act_min": "DW_PW/DW: clamp of the dw requantizer, low",
     "mid_act_max": "DW_PW/DW: clamp of the dw requantizer, high",
     "act_min": "clamp of the output requantizer, low",
@@ -132,14 +134,15 @@ FIELD_DOCS: dict[str, str] = {
     "n_tiles": "pixel tiles of the layer",
     "last_tile_pixels": "pixels of the last tile",
     "first_tile_pixels": "pixels of the first tile (short: the pw array starts sooner)",
-    "k_chunks": "K: input-channel chunks of `pw_rows` (reduction steps)",
+    "k_chunks": "K: input-channel chunks of `pw_rows` (reduction steps; POOL, DW: 1)",
     "j_chunks": "J: output-channel chunks of `pw_cols`",
     "in_addr": "external address of the input tensor (NHWC)",
     "out_addr": "external address of the output tensor (NHWC)",
     "dw_weight_addr": "dw weights in `weight_beats` order (DW_PW, DW)",
     "dw_param_addr": "dw per-channel parameter records (DW_PW, DW)",
-    "pw_weight_addr": "pw weight tiles in beat order (CONV0, DW_PW, PW, POOL, FC)",
-    "pw_param_addr": "pw per-channel parameter records",
+    "pw_weight_addr": "pw weight tiles in beat order (CONV0, DW_PW, PW, FC; POOL and DW "
+                      "use identity tiles made on chip)",
+    "pw_param_addr": "pw per-channel parameter records (DW: the identity's)",
 }
 
 

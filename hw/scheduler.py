@@ -10,10 +10,11 @@ machine.
 A step (one descriptor) runs as engines that work at once, coupled only by the buffers'
 full/claimed flags, credit counters and stream handshakes:
 
-* **read issuer** — setup reads (``DW_PW``: the dw weights and parameter records), then per
-  pixel tile ``t``: for ``PW``/``FC``/``POOL``, once activation-buffer half ``t % 2`` is
-  free, one read of the tile's ``P × in_stride`` input bytes; then per output-channel chunk
-  ``j`` its ``pw_cols`` parameter records and (not for ``POOL``) its ``K`` weight tiles,
+* **read issuer** — setup reads (``DW_PW``, ``DW``: the dw weights and parameter records),
+  then per pixel tile ``t``: for ``PW``/``FC``/``POOL``, once activation-buffer half
+  ``t % 2`` is free, one read of the tile's ``P × in_stride`` input bytes; then per
+  output-channel chunk ``j`` its ``pw_cols`` parameter records and (not for ``POOL`` and
+  ``DW``, whose weight tiles are identities made on chip) its ``K`` weight tiles,
   one command per tile, restarted for every pixel tile. **line-buffer reader**
   (``CONV0``/``DW_PW``): the input map in chunks of :data:`LB_CHUNK_BEATS` beats. Every
   command is issued only when its destination FIFO has room for all of its beats (credits),
@@ -21,13 +22,17 @@ full/claimed flags, credit counters and stream handshakes:
   remembers where each command's beats go.
 * **producers** of the activation buffer (words of ``pw_rows`` bytes, pixel ``p`` at words
   ``p·S … p·S + S − 1``): the DMA (``PW``/``FC``/``POOL``, ``S = in_stride / pw_rows``), the
-  depthwise layer's int8 outputs packed ``pw_rows / dw_lanes`` beats per word (``DW_PW``),
+  depthwise layer's int8 outputs packed ``pw_rows / dw_lanes`` beats per word (``DW_PW``,
+  ``DW``),
   or the CONV0 vector adapter's 27-byte vectors as ``K`` words (``CONV0``, ``S = K``).
 * **beat generator** — per tile, once its half is full: ``for j: for k: for p:`` one beat
   ``(p, k)`` from word ``p·S + k`` of the half, ``swap`` at ``p = 0``, ``first``/``last`` at
-  ``k = 0``/``K − 1``; the half is released after its last beat. ``POOL``: word
-  ``p·S + (j·cols)/rows``, accumulator entry 0, ``first``/``last`` at the first/last pixel,
-  identity weight tiles from a generator.
+  ``k = 0``/``K − 1``; the half is released after its last beat. ``POOL`` and ``DW``
+  (``K = 1``): word ``p·S + (j·cols)/rows`` and identity weight tiles from a generator
+  (``J`` per pixel tile), which pick the chunk's ``cols`` channels out of that word; POOL
+  accumulates every pixel in entry 0 (``first``/``last`` at the first/last pixel), DW
+  passes each pixel through alone, so that the depthwise layer's output reaches the
+  requantizer and the write-back unchanged.
 * **post-processing and write-back** — the array's ``pw_cols`` sums per pixel are cut into
   ``pw_cols / rq_lanes`` requantizer beats with the records of chunk ``j`` (two banks: one
   in use, the next loading), the int8 results written at byte ``p·out_stride + j·pw_cols +
@@ -85,8 +90,8 @@ __all__ = ["CHECK_CYCLES", "ErrorCode", "IN_BYTES_CYCLES", "PRODUCT_CYCLES", "Sc
            "SUPPORTED_OPCODES", "check_descriptor"]
 
 #: Opcodes the scheduler executes; any other raises ``ErrorCode.OPCODE``.
-SUPPORTED_OPCODES = (Opcode.END, Opcode.CONV0, Opcode.DW_PW, Opcode.PW, Opcode.POOL,
-                     Opcode.FC)
+SUPPORTED_OPCODES = (Opcode.END, Opcode.CONV0, Opcode.DW_PW, Opcode.PW, Opcode.DW,
+                     Opcode.POOL, Opcode.FC)
 
 #: The first convolution the CONV0 path takes (ConvVectorAdapter is built for one shape):
 #: MobileNet's 3×3 over RGB.
@@ -183,15 +188,21 @@ def _decode(d, beat: int) -> dict:
     (combinational)."""
     op = d.opcode
     f = {"pool": op == Opcode.POOL, "conv": op == Opcode.CONV0, "dwpw": op == Opcode.DW_PW,
-         "from_lb": (op == Opcode.CONV0) | (op == Opcode.DW_PW),
+         "dw": op == Opcode.DW,
          "pw": (op == Opcode.PW) | (op == Opcode.FC),
          "end": op == Opcode.END}
+    # The depthwise layer runs (DW_PW, DW); the activation buffer is fed on chip (those and
+    # CONV0); the pointwise array applies identity tiles from the generator, one input word
+    # per output chunk (POOL, DW).
+    f["dwe"] = f["dwpw"] | f["dw"]
+    f["from_lb"] = f["dwe"] | f["conv"]
+    f["diag"] = f["pool"] | f["dw"]
     f["step"] = f["pool"] | f["from_lb"] | f["pw"]
     f["addr_bad"] = (
         _misaligned(d.in_addr, beat) | _misaligned(d.out_addr, beat)
-        | _misaligned(d.pw_param_addr, beat) | (~f["pool"] & _misaligned(d.pw_weight_addr, beat))
-        | (f["dwpw"] & (_misaligned(d.dw_weight_addr, beat)
-                        | _misaligned(d.dw_param_addr, beat))))
+        | _misaligned(d.pw_param_addr, beat) | (~f["diag"] & _misaligned(d.pw_weight_addr, beat))
+        | (f["dwe"] & (_misaligned(d.dw_weight_addr, beat)
+                       | _misaligned(d.dw_param_addr, beat))))
     f["run"] = f["step"] & ~f["addr_bad"]
     return f
 
@@ -245,16 +256,18 @@ def check_descriptor(fields: dict, config: AccelConfig) -> list[tuple[ErrorCode,
     op = Opcode(f["opcode"])
     beat, align = cfg.axi_data_width // 8, cfg.channel_align
     R, C, depth = cfg.pw_rows, cfg.pw_cols, cfg.pw_acc_depth
-    pool, conv, dwpw = op is Opcode.POOL, op is Opcode.CONV0, op is Opcode.DW_PW
-    window, pw = conv or dwpw, op in (Opcode.PW, Opcode.FC)
+    pool, conv, dwpw, dw = (op is Opcode.POOL, op is Opcode.CONV0, op is Opcode.DW_PW,
+                            op is Opcode.DW)
+    dwe = dwpw or dw
+    window, pw = conv or dwe, op in (Opcode.PW, Opcode.FC)
     problems = []
 
     def rule(broken: bool, code: ErrorCode, what: str) -> None:
         if broken:
             problems.append((code, what))
 
-    addrs = ["in_addr", "out_addr", "pw_param_addr"] + ([] if pool else ["pw_weight_addr"])
-    if dwpw:
+    addrs = ["in_addr", "out_addr", "pw_param_addr"] + ([] if pool or dw else ["pw_weight_addr"])
+    if dwe:
         addrs += ["dw_weight_addr", "dw_param_addr"]
     for name in addrs:
         rule(f[name] % beat != 0, ErrorCode.ALIGN,
@@ -288,7 +301,7 @@ def check_descriptor(fields: dict, config: AccelConfig) -> list[tuple[ErrorCode,
             ow = _window_out(f["in_w"], k, s, same)
             rule((f["out_h"], f["out_w"]) != (oh, ow), SHAPE,
                  f"output {f['out_h']}×{f['out_w']} is not the window's {oh}×{ow}")
-    if dwpw:
+    if dwe:
         rule(f["kernel"] not in ((3, 5) if cfg.max_kernel == 5 else (3,)), SHAPE,
              f"kernel {f['kernel']} (3, or 5 if max_kernel = 5)")
         rule(f["in_c"] > cfg.lb_max_channels or f["in_c"] % cfg.dw_lanes != 0, SHAPE,
@@ -307,6 +320,9 @@ def check_descriptor(fields: dict, config: AccelConfig) -> list[tuple[ErrorCode,
     if pool:
         rule((n, K, f["out_h"], f["out_w"]) != (1, 1, 1, 1), SHAPE,
              "POOL has one tile, k_chunks = 1 and a 1×1 output")
+    if dw:
+        rule(K != 1, SHAPE, f"DW's k_chunks = {K} must be 1 (one identity tile per chunk)")
+    if pool or dw:
         rule(J * C > f["in_stride"], SHAPE,
              f"j_chunks·pw_cols = {J * C} channels exceed in_stride = {f['in_stride']}")
     # The products.
@@ -485,6 +501,7 @@ class Scheduler(wiring.Component):
         R, C = cfg.pw_rows, cfg.pw_cols
         AL = cfg.channel_align
         is_pool, is_conv, is_dwpw = flag["pool"], flag["conv"], flag["dwpw"]
+        is_dw, is_dwe = flag["dw"], flag["dwe"]
         is_window, is_pw = flag["from_lb"], flag["pw"]
 
         K, J, n = d.k_chunks, d.j_chunks, d.n_tiles
@@ -514,12 +531,13 @@ class Scheduler(wiring.Component):
             is_window & (~((d.stride == 1) | (d.stride == 2)) | (d.in_stride != d.in_c)
                          | (d.in_w > cfg.lb_max_width)
                          | (d.out_h != wo_h) | (d.out_w != wo_w)),
-            is_dwpw & (~dw_kernel_ok | (d.in_c > cfg.lb_max_channels)
-                       | _misaligned(d.in_c, cfg.dw_lanes)),
+            is_dwe & (~dw_kernel_ok | (d.in_c > cfg.lb_max_channels)
+                      | _misaligned(d.in_c, cfg.dw_lanes)),
             is_conv & ((d.kernel != CONV0_KERNEL) | (d.conv_c != CONV0_CHANNELS)
                        | (d.in_c != AL) | (K != vwords)),
-            is_pool & ((n != 1) | (K != 1) | (d.out_h != 1) | (d.out_w != 1)
-                       | (jc > d.in_stride)),
+            is_pool & ((n != 1) | (K != 1) | (d.out_h != 1) | (d.out_w != 1)),
+            is_dw & (K != 1),
+            flag["diag"] & (jc > d.in_stride),
         ]
         # Registered rule by rule, then OR-ed: one wide OR of compares is too slow a cycle.
         cheap = Signal(len(rules))
@@ -561,7 +579,7 @@ class Scheduler(wiring.Component):
                         act[0] > half_a, act[1] > half_a, act[2] > half_a,
                         Mux(is_pool, d.out_stride > half_o,
                             (out[0] > half_o) | (out[1] > half_o) | (out[2] > half_o)),
-                        is_dwpw & (row_bytes > cfg.lb_max_row_bytes),
+                        is_dwe & (row_bytes > cfg.lb_max_row_bytes),
                         cheap.any())),
                 ]
             with m.Case(_MUL_BITS + 1):
@@ -603,7 +621,9 @@ class Scheduler(wiring.Component):
         # a cycle of delay, but the engines' many loads hang on a register, not on a LUT.
         # Reset: desc_raw is all zeros, an END (aligned addresses).
         flag = {k: Signal(name=f"is_{k}", init=k == "end") for k in _decode(d, AB)}
-        is_pool, is_conv, is_dwpw = flag["pool"], flag["conv"], flag["dwpw"]
+        is_pool, is_conv = flag["pool"], flag["conv"]
+        is_dwe = flag["dwe"]                 # the depthwise layer runs (DW_PW, DW)
+        is_diag = flag["diag"]               # identity weight tiles (POOL, DW)
         from_lb = flag["from_lb"]            # the activation buffer is fed on chip
 
         # Counts minus one, registered after decode like the values below: the engines
@@ -775,7 +795,7 @@ class Scheduler(wiring.Component):
                                  ri_param_ptr.eq(d.pw_param_addr),
                                  ri_weight_ptr.eq(d.pw_weight_addr)]
                     ri_ends_restart()
-                    with m.If(is_dwpw):
+                    with m.If(is_dwe):
                         m.next = "DW_WEIGHT"
                     with m.Elif(is_conv):
                         m.next = "PARAM"
@@ -817,7 +837,7 @@ class Scheduler(wiring.Component):
                 ]
                 with m.If(ri_fire):
                     m.d.sync += ri_param_ptr.eq(ri_param_ptr + C * PARAM_BYTES)
-                    with m.If(is_pool):
+                    with m.If(is_diag):       # identity tiles: no weights to read
                         m.d.sync += ri_j.eq(ri_j + 1)
                         with m.If(ri_j == jm1):
                             next_tile()
@@ -1033,7 +1053,7 @@ class Scheduler(wiring.Component):
                     m.d.comb += lpix.eq(lbfifo.r_data[i * IN_L * 8:(i + 1) * IN_L * 8])
         lb_ready = Mux(is_conv, self.cv_i.ready, self.dw_i.ready)
         m.d.comb += [
-            self.dw_i.valid.eq(lbfifo.r_rdy & is_dwpw),
+            self.dw_i.valid.eq(lbfifo.r_rdy & is_dwe),
             self.cv_i.valid.eq(lbfifo.r_rdy & is_conv),
             self.dw_i.payload.eq(lpix),
             self.cv_i.payload.eq(lpix),
@@ -1139,8 +1159,8 @@ class Scheduler(wiring.Component):
                              fill_plast.eq(next_one)]
                 fill_next_tile()
 
-        # Weight gearbox: one AXI beat = AB / C rows of the pointwise weight tile; POOL's
-        # identity tiles come from a generator instead.
+        # Weight gearbox: one AXI beat = AB / C rows of the pointwise weight tile; the identity
+        # tiles of POOL and DW come from a generator instead.
         rows_per_beat = AB // C
         wsub = Signal(range(max(2, rows_per_beat)))
         wsub_last = wsub == rows_per_beat - 1
@@ -1151,26 +1171,32 @@ class Scheduler(wiring.Component):
                     m.d.comb += wrow.eq(wfifo.r_data[r * C * 8:(r + 1) * C * 8])
         id_row = Signal(range(R))
         id_off = Signal(16)          # j·cols of the tile being generated
-        id_j = Signal(16)            # tiles generated: exactly J per step, so that no
-                                     # extra tile is left in the array's shadow bank
+        id_j = Signal(16)            # chunk j of the tile being generated
+        id_t = Signal(16)            # ... for pixel tile id_t
+        id_more = Signal()           # tiles left: exactly J per pixel tile, so that no extra
+                                     # tile is left in the array's shadow bank
         id_valid = Signal()
         # Not g_active: with one-pixel tiles the last tile's rows are still loading after the
         # generator's last beat. Not before step_go: the counters are reset then.
-        m.d.comb += id_valid.eq(is_pool & step_running & (id_j != J))
+        m.d.comb += id_valid.eq(is_diag & step_running & id_more)
         id_data = Signal(C * 8)
         for c in range(C):
             m.d.comb += id_data[c * 8:(c + 1) * 8].eq(
                 Mux(id_row == (id_off[:_log2(R)] if R > 1 else 0) + c, 1, 0))
         m.d.comb += [
-            self.pw_w.valid.eq(Mux(is_pool, id_valid, wfifo.r_rdy)),
-            self.pw_w.payload.eq(Mux(is_pool, id_data, wrow)),
-            wfifo.r_en.eq(self.pw_w.ready & wsub_last & ~is_pool),
+            self.pw_w.valid.eq(Mux(is_diag, id_valid, wfifo.r_rdy)),
+            self.pw_w.payload.eq(Mux(is_diag, id_data, wrow)),
+            wfifo.r_en.eq(self.pw_w.ready & wsub_last & ~is_diag),
         ]
         with m.If(self.pw_w.valid & self.pw_w.ready):
-            with m.If(is_pool):
+            with m.If(is_diag):
                 m.d.sync += id_row.eq(id_row + 1)
                 with m.If(id_row == R - 1):
                     m.d.sync += [id_row.eq(0), id_off.eq(id_off + C), id_j.eq(id_j + 1)]
+                    with m.If(id_j == jm1):
+                        m.d.sync += [id_off.eq(0), id_j.eq(0), id_t.eq(id_t + 1)]
+                        with m.If(id_t == nm1):
+                            m.d.sync += id_more.eq(0)
             if rows_per_beat > 1:
                 with m.Else():
                     m.d.sync += wsub.eq(Mux(wsub_last, 0, wsub + 1))
@@ -1181,7 +1207,7 @@ class Scheduler(wiring.Component):
         g_j = Signal(16)
         g_k = Signal(8)
         g_p = Signal(16)
-        g_poff = Signal(16)          # POOL: j·cols, whose word is (j·cols) / rows
+        g_poff = Signal(16)          # POOL, DW: j·cols, whose word is (j·cols) / rows
         g_pm1, g_next_tile, g_restart = tile_last(g_t, "g_pm1")
         _, g_tlast, g_ends_next, g_ends_restart = tile_ends(g_t, "g")
         # The counters' compares, in registers loaded from the counters' next values: a
@@ -1206,7 +1232,7 @@ class Scheduler(wiring.Component):
         # g_active & act_full[g_half], registered from the next values of the three: the
         # issue is one AND with the stage's room.
         g_avail = Signal()
-        # The beat's word in the half, p·S + k (POOL: p·S + (j·cols) / rows), kept in a
+        # The beat's word in the half, p·S + k (POOL, DW: p·S + (j·cols) / rows), kept in a
         # register that steps with the counters: the read address comes straight from
         # flip-flops to the many block RAMs, no adder between.
         g_word = Signal(range(act_half_words + 1))
@@ -1237,14 +1263,14 @@ class Scheduler(wiring.Component):
                 m.d.sync += [g_p.eq(0), g_pzero.eq(1), g_plast.eq(g_pone),
                              g_k.eq(g_k + 1), g_kzero.eq(0), g_klast.eq(k_last_next),
                              g_tend.eq(g_pone & k_last_next & g_jlast),
-                             g_word.eq(Mux(is_pool, g_poff >> _log2(R), g_k + 1))]
+                             g_word.eq(Mux(is_diag, g_poff >> _log2(R), g_k + 1))]
                 with m.If(g_klast):
                     j_last_next = (g_j + 1)[:16] == jm1
                     m.d.sync += [g_k.eq(0), g_kzero.eq(1), g_klast.eq(k_one),
                                  g_j.eq(g_j + 1), g_jlast.eq(j_last_next),
                                  g_tend.eq(g_pone & k_one & j_last_next),
                                  g_poff.eq(g_poff + C),
-                                 g_word.eq(Mux(is_pool, (g_poff + C) >> _log2(R), 0))]
+                                 g_word.eq(Mux(is_diag, (g_poff + C) >> _log2(R), 0))]
             with m.Else():
                 p_last_next = (g_p + 1)[:16] == g_pm1
                 m.d.sync += [g_p.eq(g_p + 1), g_pzero.eq(0), g_plast.eq(p_last_next),
@@ -1466,7 +1492,8 @@ class Scheduler(wiring.Component):
             m.d.sync += [fill_half.eq(0), fill_addr.eq(0), fill_t.eq(0), fill_k.eq(0),
                          fill_p.eq(0), oh.eq(0),
                          pix_col.eq(0), colj.eq(0), loff.eq(0), id_row.eq(0), id_off.eq(0),
-                         id_j.eq(0), dsub.eq(0), ck.eq(0), cvec_valid.eq(0)]
+                         id_j.eq(0), id_t.eq(0), id_more.eq(1), dsub.eq(0), ck.eq(0),
+                         cvec_valid.eq(0)]
 
         # --- main state machine ------------------------------------------------------------------
         dma_error = Signal()
@@ -1513,7 +1540,7 @@ class Scheduler(wiring.Component):
                     # The decode is registered (flag): step_go, with its hundreds of loads,
                     # is an AND of the state, the DMA's error and one flip-flop.
                     m.d.comb += step_go.eq(1)
-                    with m.If(is_dwpw):
+                    with m.If(is_dwe):
                         m.next = "DW_LOAD"
                     with m.Elif(is_conv):
                         m.next = "CV_CFG"

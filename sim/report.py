@@ -110,9 +110,9 @@ def buffer_bytes(plan: Plan, step: Step) -> dict[str, int]:
     From the step's tiling: a double-buffered buffer uses both halves when the step has
     more than one pixel tile; a half holds the largest tile. The weight FIFO holds the
     step's weight tiles (``J·K`` tiles of ``pw_rows × pw_cols`` bytes, re-read for every
-    pixel tile) up to its size; ``POOL`` generates its identity tiles on chip. A lone
-    ``DW`` step streams its output through the output buffer (counted as 0 here: the
-    hardware does not execute ``DW`` steps yet).
+    pixel tile) up to its size; ``POOL`` and a lone ``DW`` step generate their identity
+    tiles on chip (``DW``: the depthwise output passes through the activation buffer, the
+    array and the output buffer like a ``DW_PW`` step's with ``K = 1``).
     """
     cfg = plan.config
     op = step.opcode
@@ -122,8 +122,6 @@ def buffer_bytes(plan: Plan, step: Step) -> dict[str, int]:
         use["dw_weights"] = step.in_c * _dw_array(cfg).passes(step.kernel) * cfg.dw_kernel**2
     if op is Opcode.CONV0:
         use["conv_line_buffer"] = _lb_bytes(3, step.in_w, step.in_c)
-    if op is Opcode.DW:
-        return use
     pixels = max(n for _, n in step.tiles())
     halves = min(step.n_tiles, 2)
     if op is Opcode.POOL:
@@ -136,8 +134,11 @@ def buffer_bytes(plan: Plan, step: Step) -> dict[str, int]:
     use["act_buf"] = halves * pixels * step.k_chunks * cfg.pw_rows
     use["out_buf"] = halves * pixels * step.j_chunks * cfg.pw_cols
     use["acc_buf"] = pixels * cfg.pw_cols * cfg.acc_width // 8
-    use["weight_fifo"] = min(cfg.pw_weight_fifo_bytes,
-                             step.j_chunks * step.k_chunks * cfg.pw_rows * cfg.pw_cols)
+    if op is Opcode.DW:
+        use["act_buf"] = halves * pixels * step.in_c       # all its channels, not K words
+    else:
+        use["weight_fifo"] = min(cfg.pw_weight_fifo_bytes,
+                                 step.j_chunks * step.k_chunks * cfg.pw_rows * cfg.pw_cols)
     return use
 
 

@@ -25,9 +25,9 @@ stderr (cocotb's INFO log is off unless ``COCOTB_LOG_LEVEL`` says otherwise).
 ``--layers A-B`` (or ``N``; indices in execution order or layer names) runs the subgraph
 of layers A to B (:func:`select`): its input is layer A's input tensor as the golden model
 computes it from the model input, and each selected layer's output is compared. A range
-may start anywhere, also at a pointwise layer that the whole network runs fused with its
-depthwise layer; one that ends on such a depthwise layer would leave a lone ``DW`` step,
-which is refused (exit status 2) while the scheduler does not execute ``DW``.
+may start and end anywhere: a pointwise layer that the whole network runs fused with its
+depthwise layer runs as a lone ``PW`` step, and a depthwise layer whose pointwise layer is
+left out as a lone ``DW`` step.
 
 ``--dump DIR`` writes the ``mnaccel golden`` dump format
 (:mod:`mnaccel.sim.commands.golden`) from the hardware's outputs (also after a mismatch, to
@@ -167,31 +167,6 @@ def select(graph: Graph, first: int, last: int) -> Graph:
                  (layers[-1].output,))
 
 
-def _check_cut(graph: Graph, last: int, spec: str, config) -> None:
-    """UserError for a range that ends on a depthwise layer which the compiler fuses with
-    the next (pointwise) layer in the whole network, if the scheduler cannot run the lone
-    depthwise step that the range would leave. The whole network's plan decides which
-    layers are fused (no second copy of the compiler's rule); needs the structure only."""
-    from mnaccel.compiler.plan import plan
-    from mnaccel.hw.descriptor import Opcode
-    from mnaccel.hw.scheduler import SUPPORTED_OPCODES
-
-    if Opcode.DW in SUPPORTED_OPCODES:
-        return
-    dw = graph.layers[last]
-    try:
-        steps = plan(graph, config).steps
-    except UserError:
-        return      # the range's own plan (_check_plan) reports what cannot be mapped
-    for step in steps:
-        if step.opcode is Opcode.DW_PW and step.layers[0].name == dw.name:
-            # The fused pair is two consecutive layers: the pointwise one is `last + 1`.
-            raise UserError(f"--layers {spec!r} ends at depthwise layer {last} ({dw.name!r}), "
-                            f"which runs fused with pointwise layer {last + 1} "
-                            f"({step.layers[1].name!r}); the scheduler does not execute a "
-                            f"lone DW step yet: end at {last + 1}")
-
-
 def _config(name: str):
     """The preset ``name``, if the scheduler can run it; UserError otherwise."""
     from mnaccel.hw.config import preset
@@ -292,8 +267,6 @@ def run(args: argparse.Namespace) -> int:
                        else parse_layers(args.layers, graph))
         x = (read_input(args.input, graph) if args.input is not None
              else random_input(graph, args.seed))
-        if args.layers is not None:
-            _check_cut(graph, last, args.layers, config)
         _check_plan(graph if args.layers is None else select(graph, first, last), config)
         if args.model in ZOO:
             progress.show(f"calibrating {args.model} ...")

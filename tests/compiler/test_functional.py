@@ -9,6 +9,7 @@ from mnaccel.compiler.functional import execute
 from mnaccel.compiler.image import compile_model
 from mnaccel.compiler.plan import plan
 from mnaccel.golden.errors import UserError
+from mnaccel.golden.graph import Graph
 from mnaccel.golden.interpreter import run
 from mnaccel.golden.model import load_model
 from mnaccel.hw.config import preset
@@ -65,6 +66,26 @@ def test_schedule_with_many_short_tiles_is_bit_exact():
     program = compile_model(graph, cfg, small_first_tile=False)
     assert max(s.n_tiles for s in program.plan.steps) >= 30
     _check(graph, execute(program, x), run(graph, x))
+
+
+@pytest.mark.parametrize("config", ["tiny", "small", "ecp5-85f", "large"])
+@pytest.mark.parametrize("kernels", ["reference", "optimized"])
+def test_lone_depthwise_steps_are_bit_exact(config, kernels):
+    # Every depthwise layer of V1 α 0.25/32 cut off from its pointwise layer (stride 1 and
+    # 2): a DW step, its output through the pointwise array's identity tiles.
+    graph = load_model("mobilenet_v1", alpha=0.25, resolution=32)
+    x = np.random.default_rng(5).integers(-128, 128, graph.input_tensor.shape, dtype=np.int8)
+    want = run(graph, x, kernel=kernels)
+    for last in (1, 3):
+        layers = graph.layers[:last + 1]
+        names = {graph.input} | {layer.output for layer in layers}
+        sub = Graph(f"head{last}", {k: v for k, v in graph.tensors.items() if k in names},
+                    layers, graph.input, (layers[-1].output,))
+        program = compile_model(sub, preset(config), kernels=kernels)
+        step = program.plan.steps[-1]
+        assert step.opcode is Opcode.DW and step.k_chunks == 1
+        assert step.j_chunks * preset(config).pw_cols == step.in_c
+        _check(sub, execute(program, x), {k: want[k] for k in names - {graph.input}})
 
 
 def test_bias_folding_matters():

@@ -3,7 +3,8 @@
 
 Hypothesis draws layers — fused depthwise → pointwise pairs (kernel 3
 or 5, stride 1 or 2, SAME or VALID), pointwise layers, first convolutions (3×3 over RGB,
-stride 1 or 2, SAME or VALID), global average pools and fully connected layers — with
+stride 1 or 2, SAME or VALID), global average pools, fully connected layers and lone
+depthwise layers (kernel 3 or 5, stride 1 or 2, SAME or VALID) — with
 random shapes, weights, biases, scales, zero points, fused activations and TFLite kernel
 flavours. Each is compiled for the ``small`` preset and all run on its one Verilator build
 in one simulation (programs are data, so N examples cost one simulation, not N). The
@@ -34,11 +35,11 @@ pytestmark = pytest.mark.xdist_group("accelerator")
 
 CONFIG = preset("small")
 #: Layers of each kind per drawn tuple: the fused pair has the most options.
-PER_KIND = {"dw_pw": 16, "conv0": 8, "pw": 6, "pool": 5, "fc": 5}
+PER_KIND = {"dw_pw": 16, "conv0": 8, "pw": 6, "pool": 5, "fc": 5, "dw": 8}
 KINDS = tuple(PER_KIND)
 #: The step each kind compiles to (a 1×1 convolution on a 1×1 map is an FC step).
 OPCODES = {"dw_pw": Opcode.DW_PW, "pw": Opcode.PW, "conv0": Opcode.CONV0,
-           "pool": Opcode.POOL, "fc": Opcode.FC}
+           "pool": Opcode.POOL, "fc": Opcode.FC, "dw": Opcode.DW}
 
 
 def opcode_of(spec) -> Opcode:
@@ -64,7 +65,7 @@ def layer_specs(draw, kind):
             "weight_scale": draw(st.floats(0.001, 0.05)),
             "bias_range": draw(st.sampled_from([0, 100, 3000, 100_000])),
             **_quant(draw, "in"), **_quant(draw, "out")}
-    if kind in ("dw_pw", "conv0"):
+    if kind in ("dw_pw", "conv0", "dw"):
         k = 3 if kind == "conv0" else draw(st.sampled_from([3, 5]))
         padding = draw(st.sampled_from(["SAME", "VALID"]))
         low = k if padding == "VALID" else 1
@@ -74,6 +75,9 @@ def layer_specs(draw, kind):
         spec.update(c=draw(st.integers(1, 32)), c_out=draw(st.integers(1, 24)),
                     mid_activation=draw(st.sampled_from(list(Activation))),
                     **_quant(draw, "mid"))
+    elif kind == "dw":
+        c = draw(st.integers(1, 32))
+        spec.update(c=c, c_out=c)
     elif kind == "conv0":
         spec.update(c=3, c_out=draw(st.integers(1, 24)))
     elif kind == "pw":
@@ -132,6 +136,9 @@ def graph_of(spec) -> Graph:
         if kind == "conv0":
             layers = [Layer("conv", Op.CONV_2D, ("x",), "y", activation=act, **window,
                             **weights((spec["c_out"], k, k, c), spec["c_out"]))]
+        elif kind == "dw":
+            layers = [Layer("dw", Op.DEPTHWISE_CONV_2D, ("x",), "y", activation=act, **window,
+                            **weights((1, k, k, c), c))]
         else:
             tensor("mid", (1, oh, ow, c), "mid")
             layers = [Layer("dw", Op.DEPTHWISE_CONV_2D, ("x",), "mid", **window,
@@ -186,10 +193,12 @@ def examples():
 def test_the_draw_covers_every_kind_and_option():
     specs = draw_specs()
     assert len(specs) > sum(PER_KIND.values())
-    windows = [s for s in specs if s["kind"] in ("dw_pw", "conv0")]
-    assert {s["stride"] for s in windows} == {1, 2}
-    assert {s["padding"] for s in windows} == {"SAME", "VALID"}
-    assert {s["kernel"] for s in windows if s["kind"] == "dw_pw"} == {3, 5}
+    for kinds in (("dw_pw", "conv0"), ("dw",)):
+        windows = [s for s in specs if s["kind"] in kinds]
+        assert {s["stride"] for s in windows} == {1, 2}
+        assert {s["padding"] for s in windows} == {"SAME", "VALID"}
+    for kind in ("dw_pw", "dw"):
+        assert {s["kernel"] for s in specs if s["kind"] == kind} == {3, 5}
     assert {s["kernels"] for s in specs} == {"reference", "optimized"}
     # And it is the same draw every time.
     assert draw_specs() == specs

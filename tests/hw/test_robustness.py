@@ -48,7 +48,7 @@ SOFT_RESETS = {"reset_none": ("none", 4_000), "reset_slow_read": ("slow-read", 1
                "reset_slow_write": ("slow-write", 6_500)}
 STALLED = [p for p in PAUSE_PATTERNS if p != "none"]
 #: The programs run under every stall pattern.
-WORKLOAD = ("head", "pw", "pool", "fc", "pw_wide")
+WORKLOAD = ("head", "pw", "pool", "fc", "pw_wide", "dw")
 
 
 def _head(graph, n):
@@ -99,6 +99,8 @@ def _programs():
         "fc": compile_model(_pw_graph(1, 1, 40, 20, True, 3), CONFIG, kernels="optimized"),
         "pw_wide": compile_model(_pw_graph(12, 12, 8, 32, False, 4), CONFIG,
                                  kernels="optimized"),
+        # A lone depthwise layer (conv_dw_1, 16×16×8, stride 1): a DW step.
+        "dw": compile_model(_slice(net, 1, 2), CONFIG, kernels="reference"),
     }
 
 
@@ -126,6 +128,7 @@ def _bad_descriptors(programs):
     c = CONFIG
     dwpw = _desc(programs["dwpw"], 0)
     pw = _desc(programs["pw"], 0)
+    dw = _desc(programs["dw"], 0)
     return {
         # Steps 0 and 1 run, step 2's opcode is not one the scheduler executes.
         "opcode": ("head", 2, {"opcode": 7}),
@@ -151,10 +154,15 @@ def _bad_descriptors(programs):
         "pool_pixels": ("pool", 0, {"first_tile_pixels": 24}),
         "conv_kernel": ("head", 0, {"kernel": 5}),
         "conv_k_chunks": ("head", 0, {"k_chunks": 3}),
+        # DW: one identity chunk per output chunk, within the pixel's channels.
+        "dw_k_chunks": ("dw", 0, {"k_chunks": 2}),
+        "dw_j_chunks": ("dw", 0, {"j_chunks": dw["j_chunks"] + 1}),
+        "dw_channels": ("dw", 0, {"in_c": dw["in_c"] + 1, "in_stride": dw["in_c"] + 1}),
         # Unaligned addresses (the bus beat is 8 bytes).
         "in_addr": ("pw", 0, {"in_addr": pw["in_addr"] + 4}),
         "weight_addr": ("pw", 0, {"pw_weight_addr": pw["pw_weight_addr"] + 1}),
         "dw_param_addr": ("dwpw", 0, {"dw_param_addr": dwpw["dw_param_addr"] + 4}),
+        "dw_weight_addr": ("dw", 0, {"dw_weight_addr": dw["dw_weight_addr"] + 4}),
     }
 
 

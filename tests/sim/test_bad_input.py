@@ -493,9 +493,6 @@ OPTIONS = {
     "simulate, empty layer range": (
         ["simulate", *ZOO_V1, "--config", "small", "--layers", "5-3"],
         "the range is empty"),
-    "simulate, layers ending inside a fused pair": (
-        ["simulate", *ZOO_V1, "--config", "small", "--layers", "0-1"],
-        "the scheduler does not execute a lone DW step yet"),
     "simulate, layers past the end": (
         ["simulate", *ZOO_V1, "--config", "small", "--layers", "0-99"],
         "the model has layers 0 to 29"),

@@ -184,6 +184,23 @@ def test_a_range_from_the_middle_by_names(tmp_path):
     assert "bit-exact: 2 layer outputs" in out
 
 
+def test_a_range_that_ends_on_a_fused_depthwise_layer(tmp_path):
+    # conv_dw_2 (layer 3) runs fused with conv_pw_2 in the whole network; without it, it is a
+    # lone DW step whose output goes to memory and is compared.
+    dump = tmp_path / "d"
+    code, out, err = _main("simulate", *NET, "--layers", "conv_pw_1-3", "--dump", dump)
+    assert code == 0, err
+    entries = json.loads((dump / "manifest.json").read_text())["layers"]
+    assert [(e["index"], e["file"]) for e in entries] == [
+        (2, "002_conv_pw_1.npy"), (3, "003_conv_dw_2.npy")]
+    rows = [line.split()[:2] for line in out.splitlines()[2:4]]
+    assert rows == [["conv_pw_1", "PW"], ["conv_dw_2", "DW"]]
+    assert entries[1]["cycles"] > 0
+    graph, want = _golden_outputs()
+    assert np.array_equal(np.load(dump / entries[1]["file"]), want[graph.layers[3].output])
+    assert "bit-exact: 2 layer outputs" in out
+
+
 def test_a_single_layer():
     # The classifier alone, from the pooled features the golden model computes.
     code, out, err = _main("simulate", *NET, "--layers", "28")
@@ -220,10 +237,6 @@ def test_select_keeps_quantization_and_refuses_a_second_input():
     (["--config", "nope"], "unknown configuration preset 'nope'"),
     (["--config", "wide"], "configuration 'wide' cannot run on the accelerator's scheduler"),
     (["--config", "tiny"], "layer 'conv_dw_7' cannot be mapped"),
-    (["--layers", "0-11"], "--layers '0-11' ends at depthwise layer 11 ('conv_dw_6'), which "
-                           "runs fused with pointwise layer 12 ('conv_pw_6'); the scheduler "
-                           "does not execute a lone DW step yet: end at 12"),
-    (["--layers", "conv_dw_1"], "ends at depthwise layer 1 ('conv_dw_1')"),
     (["--layers", "5-3"], "the range is empty (layer 5 comes after layer 3)"),
     (["--layers", "0-30"], "the model has layers 0 to 29"),
     (["--layers", "30"], "the model has layers 0 to 29"),
