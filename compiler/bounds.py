@@ -73,7 +73,8 @@ def bounds(plan: Plan) -> list[StepBound]:
     """The lower bound of every step of ``plan`` (see the module docstring)."""
     cfg = plan.config
     axi = cfg.axi_data_width // 8
-    pw = Pointwise(rows=cfg.pw_rows, cols=cfg.pw_cols, acc_depth=cfg.pw_acc_depth)
+    pw = Pointwise(rows=cfg.pw_rows, cols=cfg.pw_cols, acc_depth=cfg.pw_acc_depth,
+                   weight_rows=cfg.pw_weight_rows)
     dwa = DepthwiseArray(lanes=cfg.dw_lanes, kernel=cfg.dw_kernel, max_kernel=cfg.max_kernel,
                          max_channels=cfg.lb_max_channels)
     # The cycle model's byte counts are exact (they are what the compiler lays out); its

@@ -188,9 +188,11 @@ def _blocks(cfg) -> _Blocks:
     except ValueError:
         conv_lb = adapter = None     # no CONV0 path on this configuration
     dma = DMA(data_width=cfg.axi_data_width, addr_width=cfg.axi_addr_width,
-              len_width=_sched.LEN_WIDTH, max_burst=max_burst)
+              len_width=_sched.LEN_WIDTH, max_burst=max_burst,
+              max_outstanding=cfg.axi_max_outstanding)
     return _Blocks(cfg=cfg, pw=Pointwise(rows=cfg.pw_rows, cols=cfg.pw_cols,
-                                         acc_depth=cfg.pw_acc_depth),
+                                         acc_depth=cfg.pw_acc_depth,
+                                         weight_rows=cfg.pw_weight_rows),
                    rq=Requantizer(lanes=cfg.rq_lanes), dw=dw, dwa=dw.engine.array,
                    lb=dw.engine.line_buffer, conv_lb=conv_lb, adapter=adapter, dma=dma,
                    weight_fifo_beats=cfg.pw_weight_fifo_bytes // beat)
@@ -322,6 +324,12 @@ class _Reads:
         self.mem = mem
         self.cl = b.dma.command_latency        # fire → take → burst load → arvalid
         self.max_out = b.dma.max_outstanding
+        if mem.read_queue is not None:
+            # The DMA counts a burst outstanding from its load into the AR register. A
+            # memory that queues `read_queue` requests holds at most that many, the one it
+            # answers and the one in that register: more bursts never leave the DMA sooner
+            # (the measured AxiRam, 2 queued, with 8 allowed: as with 4).
+            self.max_out = min(self.max_out, mem.read_queue + 2)
         self.max_burst = b.dma.max_burst_beats
         self.beat = b.dma.bytes_per_beat
         self.last_fire = -10**9
@@ -500,7 +508,8 @@ class _Array:
 
     ``wall(e)`` is the clock cycle of enabled cycle ``e``: every output sum held in the
     array's output register stalls the array ``extra`` cycles before the enabled cycle
-    that takes it.
+    that takes it, and a chunk's first sum also waits for its parameter bank
+    (:meth:`add_stall`).
     """
 
     def __init__(self, extra: int):
@@ -508,6 +517,18 @@ class _Array:
         self.starts: list[int] = []    # output runs: first enabled cycle, count
         self.counts: list[int] = []
         self.cum: list[int] = [0]
+        self.stall_at: list[int] = []  # further stalls: enabled cycle, cumulative cycles
+        self.stall_cum: list[int] = [0]
+
+    def add_stall(self, e: int, cycles: int) -> None:
+        """The output of enabled cycle ``e`` is held ``cycles`` more clock cycles."""
+        if self.stall_at and e < self.stall_at[-1]:
+            raise AssertionError("stalls out of order")
+        self.stall_at.append(e)
+        self.stall_cum.append(self.stall_cum[-1] + cycles)
+
+    def stalls_upto(self, e: int) -> int:
+        return self.stall_cum[bisect.bisect_right(self.stall_at, e)]
 
     def add_outputs(self, first: int, count: int, step: int = 1) -> None:
         if step != 1:
@@ -527,13 +548,13 @@ class _Array:
         return self.cum[i] + min(e - self.starts[i] + 1, self.counts[i])
 
     def wall(self, e: int) -> int:
-        return e + self.extra * self.outputs_upto(e)
+        return e + self.extra * self.outputs_upto(e) + self.stalls_upto(e)
 
     def enabled(self, w: int, lo: int = 0) -> int:
         """The first enabled cycle at clock cycle ``w`` or after, and not before ``lo``."""
         if self.wall(lo) >= w:
             return lo
-        lo, hi = max(lo, w - self.extra * self.cum[-1]), max(lo, w)
+        lo, hi = max(lo, w - self.extra * self.cum[-1] - self.stall_cum[-1]), max(lo, w)
         while lo < hi:
             mid = (lo + hi) // 2
             if self.wall(mid) >= w:
@@ -553,7 +574,7 @@ class _Step:
     """One step, from its descriptor fetch (cycle 0) to ``layer_done``."""
 
     def __init__(self, plan: Plan, step: Step, b: _Blocks, mem: Memory,
-                 weight_rows_per_beat: int, addrs: dict | None = None):
+                 addrs: dict | None = None):
         self.plan, self.step, self.b, self.mem = plan, step, b, mem
         self.addrs = addrs
         cfg = self.cfg = plan.config
@@ -563,7 +584,7 @@ class _Step:
         self.reads = _Reads(b, mem)
         self.K, self.J = step.k_chunks, step.j_chunks
         self.tiles = step.tiles()
-        self.wl = _ceil(b.pw.weight_load_cycles, weight_rows_per_beat)
+        self.wl = b.pw.weight_load_cycles
         self.tbeats = self.R * self.C // self.AB          # beats of one weight tile
         self.rec_beats = PARAM_BYTES // self.AB
         self.array = _Array(self.C // cfg.rq_lanes - 1)
@@ -873,10 +894,16 @@ class _Step:
                     e_before = e0 + n - 2 if n > 1 else e
                     swap_prev = e0
                     e = e0 + n - 1
-                    if pool:
-                        arr.add_outputs(e + lat, 1)
-                    elif k == K - 1:
-                        arr.add_outputs(e0 + lat, n)
+                    out_e = e + lat if pool else e0 + lat
+                    if pool or k == K - 1:
+                        # The chunk's first sum is taken once its parameter bank is full
+                        # (its last record in, use_ok the cycle after), the serializer's
+                        # extra cycles after that.
+                        arr.add_outputs(out_e, 1 if pool else n)
+                        presented = arr.wall(out_e) - arr.extra
+                        bank = self._pop_time(t * J + j, self.C - 1) + 1
+                        if bank > presented:
+                            arr.add_stall(out_e, bank - presented)
                     # The generator issues a beat when the one before it leaves the stage.
                     g_issue = arr.wall(e_before) if e_before >= 0 else full
                     s += 1
@@ -889,7 +916,8 @@ class _Step:
             tile_out.append(arr.wall(e + lat) + b.rq.latency + 1)
         end = self._write_back(tile_out)
         return {"end": end, "first_beat": first_beat, "last_beat": arr.wall(e),
-                "beats": e - e_first + 1 - waits, "stalls": arr.extra * arr.outputs_upto(e)}
+                "beats": e - e_first + 1 - waits,
+                "stalls": arr.extra * arr.outputs_upto(e) + arr.stalls_upto(e)}
 
     def _weights(self, s: int) -> int:
         if s not in self.weight_data:
@@ -983,10 +1011,10 @@ def _fused_pool(plan: Plan, step: Step, b: _Blocks, mem: Memory) -> StepCycles:
 
 
 def _step(plan: Plan, step: Step, b: _Blocks, mem: Memory, step_macs: int,
-          weight_rows_per_beat: int, addrs: dict | None) -> StepCycles:
+          addrs: dict | None) -> StepCycles:
     cfg = plan.config
     axi = cfg.axi_data_width // 8
-    sim = _Step(plan, step, b, mem, weight_rows_per_beat, addrs)
+    sim = _Step(plan, step, b, mem, addrs)
     r = sim.run()
     cycles = r["end"] + 1                     # cycles 0 … layer_done
     setup = sim.setup_end
@@ -1014,7 +1042,7 @@ def _step(plan: Plan, step: Step, b: _Blocks, mem: Memory, step_macs: int,
 
 
 def model(plan, *, memory: Memory | None = None, dram_latency: int | None = None,
-          weight_rows_per_beat: int = 1, fuse_pool: bool = False) -> list[StepCycles]:
+          fuse_pool: bool = False) -> list[StepCycles]:
     """Cycles of every step of ``plan``, in program order, as ``LAYER_CYCLES`` counts them.
 
     A step counts from the cycle its descriptor is requested to its ``layer_done``; the
@@ -1031,10 +1059,6 @@ def model(plan, *, memory: Memory | None = None, dram_latency: int | None = None
         bench.
     dram_latency : int, optional
         Shorthand for ``Memory(read_latency=dram_latency, write_latency=dram_latency)``.
-    weight_rows_per_beat : int
-        Weight-tile rows the pointwise array's ``w`` port takes per cycle; 1 is today's
-        :class:`~mnaccel.hw.pointwise.Pointwise` (``weight_load_cycles = pw_rows``). A
-        what-if for the FC layer, which is weight-load bound.
     fuse_pool : bool
         What-if: the global pool accumulates the previous step's output stream (a bank of
         int32 sums after the output requantizer), leaving only its requantization.
@@ -1049,10 +1073,6 @@ def model(plan, *, memory: Memory | None = None, dram_latency: int | None = None
     mem = DRAM if memory is None else memory
     if not isinstance(mem, Memory):
         raise TypeError(f"memory must be a Memory, not {mem!r}")
-    if (not isinstance(weight_rows_per_beat, int) or weight_rows_per_beat < 1
-            or plan.config.pw_rows % weight_rows_per_beat):
-        raise ValueError(f"weight_rows_per_beat must divide pw_rows, not "
-                         f"{weight_rows_per_beat!r}")
     b = _blocks(plan.config)
     macs = _macs(plan)
     out = []
@@ -1065,7 +1085,7 @@ def model(plan, *, memory: Memory | None = None, dram_latency: int | None = None
             if program is not None:
                 addrs = {**program.descriptors[i],
                          "desc_addr": program.program_addr + i * DESCRIPTOR_BYTES}
-            s = _step(plan, step, b, mem, step_macs, weight_rows_per_beat, addrs)
+            s = _step(plan, step, b, mem, step_macs, addrs)
         if i == 0:
             # The first step also counts the cycle in which the scheduler sees start.
             s.cycles += 1

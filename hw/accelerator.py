@@ -93,11 +93,13 @@ class Accelerator(wiring.Component):
         # Built here rather than through the blocks' from_config, so that this file's
         # UnusedElaboratable pragma covers an Accelerator made only for its properties.
         self.pointwise = Pointwise(rows=config.pw_rows, cols=config.pw_cols,
-                                   acc_depth=config.pw_acc_depth, ecp5=ecp5_dsp)
+                                   acc_depth=config.pw_acc_depth,
+                                   weight_rows=config.pw_weight_rows, ecp5=ecp5_dsp)
         self.requantizer = Requantizer(lanes=config.rq_lanes, ecp5_dsp=ecp5_dsp,
                                        lut_products=config.rq_lut_products)
         self.dma = DMA(data_width=config.axi_data_width, addr_width=config.axi_addr_width,
-                       len_width=LEN_WIDTH, max_burst=max_burst)
+                       len_width=LEN_WIDTH, max_burst=max_burst,
+                       max_outstanding=config.axi_max_outstanding)
         self.csr = ControlRegisters(addr_width=csr_addr_width,
                                     program_addr_width=config.axi_addr_width,
                                     config_id=int(config.config_id, 16))

@@ -28,6 +28,13 @@ class AccelConfig:
     pw_cols : int
         Columns of the pointwise systolic array: output channels computed at once. Power of
         two.
+    pw_weight_rows : int
+        Rows of a pointwise weight tile loaded per cycle (a power of two dividing
+        ``pw_rows``; the scheduler takes them from one AXI beat, so at most
+        ``axi_data_width / 8 / pw_cols``). A tile loads in ``pw_rows / pw_weight_rows``
+        cycles while the previous one computes; only tiles of fewer pixels than that wait
+        for it — the classifier, one pixel per tile, is bound by its weight loads
+        (``docs/utilization.md``).
     dw_lanes : int
         Channels the depthwise PE array processes per cycle (one K×K window per lane).
         Sized so that in a fused dw→pw pipeline neither engine waits on the other: the
@@ -87,6 +94,11 @@ class AccelConfig:
         Data width of the AXI4 master to external memory, in bits.
     axi_addr_width : int
         Address width of the AXI4 master, in bits.
+    axi_max_outstanding : int
+        Bursts each DMA engine keeps in flight at most (1…64). Steps whose weight tiles are
+        small bursts (the classifier: 8 beats of 128 bits each) keep the read channel busy
+        only if ``axi_max_outstanding × burst beats`` covers the memory's latency (about 40
+        cycles for DDR behind an interconnect).
 
     Raises
     ------
@@ -96,6 +108,7 @@ class AccelConfig:
 
     pw_rows: int = 16
     pw_cols: int = 8
+    pw_weight_rows: int = 2
     dw_lanes: int = 2
     dw_kernel: int = 3
     dw_mul_luts: bool = True
@@ -113,12 +126,17 @@ class AccelConfig:
     acc_width: int = 32
     axi_data_width: int = 128
     axi_addr_width: int = 32
+    axi_max_outstanding: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("pw_rows", "pw_cols", "dw_lanes", "rq_lanes", "pw_acc_depth"):
+        for name in ("pw_rows", "pw_cols", "pw_weight_rows", "dw_lanes", "rq_lanes",
+                     "pw_acc_depth"):
             value = getattr(self, name)
             if not is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
+        if self.pw_weight_rows > self.pw_rows:
+            raise ValueError(f"pw_weight_rows must be at most pw_rows = {self.pw_rows}, not "
+                             f"{self.pw_weight_rows!r}")
         for name in ("act_buf_bytes", "out_buf_bytes", "pw_weight_fifo_bytes"):
             value = getattr(self, name)
             if not is_pow2(value) or value < 64:
@@ -158,6 +176,9 @@ class AccelConfig:
             )
         if not 16 <= self.axi_addr_width <= 64:
             raise ValueError(f"axi_addr_width must be in [16, 64], not {self.axi_addr_width!r}")
+        if not 1 <= self.axi_max_outstanding <= 64:
+            raise ValueError(f"axi_max_outstanding must be in [1, 64], not "
+                             f"{self.axi_max_outstanding!r}")
 
     @property
     def channel_align(self) -> int:
@@ -208,12 +229,14 @@ class AccelConfig:
 #: requantizer products on DSPs; ``tiny`` (DSP products) and ``small`` (LUT products) keep
 #: simulation benches quick and between them simulate both depthwise variants (the
 #: requantizer's LUT products are simulated block by block, tests/hw/test_requantizer.py,
-#: and in the ``ecp5-85f`` top).
+#: and in the ``ecp5-85f`` top). ``ecp5-85f`` and ``small`` load two pointwise weight rows
+#: per cycle (one AXI beat holds them), ``tiny`` and ``large`` one (their beat holds one).
 PRESETS: dict[str, AccelConfig] = {
     "ecp5-85f": AccelConfig(),
     "large": AccelConfig(
         pw_rows=32,
         pw_cols=32,
+        pw_weight_rows=1,
         dw_lanes=16,
         lb_in_lanes=64,
         rq_lanes=16,
@@ -238,6 +261,7 @@ PRESETS: dict[str, AccelConfig] = {
     "tiny": AccelConfig(
         pw_rows=4,
         pw_cols=4,
+        pw_weight_rows=1,
         dw_lanes=1,
         lb_in_lanes=1,
         rq_lanes=1,

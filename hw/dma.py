@@ -155,7 +155,7 @@ class _Params:
     @classmethod
     def _config_kwargs(cls, config, kwargs):
         return {"data_width": config.axi_data_width, "addr_width": config.axi_addr_width,
-                **kwargs}
+                "max_outstanding": config.axi_max_outstanding, **kwargs}
 
 
 class _BurstSplitter(Elaboratable):

@@ -41,9 +41,10 @@ _ECP5_RAM_MAX_DEPTH = max(_ECP5_RAM_WIDTHS)
 _ACC_HAZARD = 4
 
 
-def weight_layout(cols: int) -> data.StructLayout:
-    """Payload of the weight stream: one row of a weight tile, ``cols`` int8 weights."""
-    return data.StructLayout({"data": data.ArrayLayout(signed(8), cols)})
+def weight_layout(cols: int, weight_rows: int = 1) -> data.StructLayout:
+    """Payload of the weight stream: ``weight_rows`` consecutive rows of a weight tile,
+    ``cols`` int8 weights each (row ``i`` of the beat at ``data[i·cols:(i + 1)·cols]``)."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(8), weight_rows * cols)})
 
 
 def input_layout(rows: int, acc_depth: int) -> data.StructLayout:
@@ -97,7 +98,8 @@ class Pointwise(wiring.Component):
 
     Usage, per pixel tile of ``P <= acc_depth`` pixels and output-channel tile: for each of
     the ``K`` input-channel chunks ``k``, send the ``rows × cols`` weight tile of chunk ``k``
-    on ``w`` (``rows`` beats, row ``r`` = input channel ``k·rows + r``) and the ``P`` pixel
+    on ``w`` (``rows / weight_rows`` beats of ``weight_rows`` rows, row ``r`` = input
+    channel ``k·rows + r``) and the ``P`` pixel
     beats of chunk ``k`` on ``i`` (``swap`` on the first, ``first`` iff ``k == 0``, ``last``
     iff ``k == K − 1``, ``addr`` = pixel index). The ``P`` output beats (in input order)
     carry ``Σ_k Σ_r x[p][k·rows + r] · w[k·rows + r][c]`` for the ``cols`` channels. Weight
@@ -132,6 +134,10 @@ class Pointwise(wiring.Component):
         Output channels per beat (array columns). Power of two.
     acc_depth : int
         Accumulator buffer entries (pixels per tile). Power of two.
+    weight_rows : int
+        Weight-tile rows taken per ``w`` beat: a power of two dividing ``rows``. More rows
+        per beat load a tile sooner, which only matters to tiles of fewer than ``rows``
+        pixels (the FC layer: one pixel per tile, bound by its weight loads).
     ecp5 : bool
         Build from ECP5 primitives with their own registers, which Yosys does not infer:
         the multipliers from ``MULT18X18D`` with input and output registers (see
@@ -143,8 +149,8 @@ class Pointwise(wiring.Component):
 
     Members
     -------
-    w : In(stream.Signature(weight_layout(cols)))
-        Weight rows; ``rows`` beats per weight tile.
+    w : In(stream.Signature(weight_layout(cols, weight_rows)))
+        Weight rows; ``rows / weight_rows`` beats per weight tile.
     i : In(stream.Signature(input_layout(rows, acc_depth)))
         Activation chunks with accumulation control.
     o : Out(stream.Signature(output_layout(cols, acc_depth)))
@@ -165,26 +171,32 @@ class Pointwise(wiring.Component):
     macs_per_cycle : int
         ``rows * cols``.
     weight_load_cycles : int
-        Cycles (``w`` beats) to load one weight tile: ``rows``; overlapped with compute.
+        Cycles (``w`` beats) to load one weight tile: ``rows / weight_rows``; overlapped
+        with compute.
     min_tile_beats : int
-        ``i`` beats per weight tile that hide the next tile's load: ``rows``. Shorter tiles
-        (e.g. the FC layer, one pixel) run at one tile per ``rows`` cycles.
+        ``i`` beats per weight tile that hide the next tile's load: ``weight_load_cycles``.
+        Shorter tiles (e.g. the FC layer, one pixel) run at one tile per
+        ``weight_load_cycles`` cycles.
     out_buffer_depth : int
         Entries of the buffer where finished sums wait for their stalled-schedule output
         cycle: ``latency − 1`` at most, rounded up to a power of two (32 for the default
         preset).
     """
 
-    def __init__(self, *, rows: int, cols: int, acc_depth: int, ecp5: bool = False):
+    def __init__(self, *, rows: int, cols: int, acc_depth: int, weight_rows: int = 1,
+                 ecp5: bool = False):
         self._rows = check_pow2("rows", rows)
         self._cols = check_pow2("cols", cols)
         self._acc_depth = check_pow2("acc_depth", acc_depth)
+        self._weight_rows = check_pow2("weight_rows", weight_rows)
+        if weight_rows > rows:
+            raise ValueError(f"weight_rows must be at most rows = {rows}, not {weight_rows!r}")
         if ecp5 and acc_depth > _ECP5_RAM_MAX_DEPTH:
             raise ValueError(f"acc_depth must be at most {_ECP5_RAM_MAX_DEPTH} with ecp5=True, "
                              f"not {acc_depth!r}")
         self._ecp5 = bool(ecp5)
         super().__init__({
-            "w": In(stream.Signature(weight_layout(cols))),
+            "w": In(stream.Signature(weight_layout(cols, weight_rows))),
             "i": In(stream.Signature(input_layout(rows, acc_depth))),
             "o": Out(stream.Signature(output_layout(cols, acc_depth))),
         })
@@ -193,7 +205,7 @@ class Pointwise(wiring.Component):
     def from_config(cls, config, *, ecp5: bool = False) -> Pointwise:
         """The block sized by an :class:`~mnaccel.hw.config.AccelConfig`."""
         return cls(rows=config.pw_rows, cols=config.pw_cols, acc_depth=config.pw_acc_depth,
-                   ecp5=ecp5)
+                   weight_rows=config.pw_weight_rows, ecp5=ecp5)
 
     @property
     def rows(self) -> int:
@@ -206,6 +218,10 @@ class Pointwise(wiring.Component):
     @property
     def acc_depth(self) -> int:
         return self._acc_depth
+
+    @property
+    def weight_rows(self) -> int:
+        return self._weight_rows
 
     @property
     def ecp5(self) -> bool:
@@ -233,16 +249,17 @@ class Pointwise(wiring.Component):
 
     @property
     def weight_load_cycles(self) -> int:
-        return self._rows
+        return self._rows // self._weight_rows
 
     @property
     def min_tile_beats(self) -> int:
-        return self._rows
+        return self.weight_load_cycles
 
     def elaborate(self, platform):
         m = Module()
-        rows, cols = self._rows, self._cols
-        m.submodules.array = array = SystolicArray(rows=rows, cols=cols,
+        rows, cols, wr = self._rows, self._cols, self._weight_rows
+        writes = rows // wr          # w beats per weight tile
+        m.submodules.array = array = SystolicArray(rows=rows, cols=cols, weight_rows=wr,
                                                    ecp5_dsp=self._ecp5)
         # The datapath runs freely (see the class docstring): only the handshakes, the
         # output countdown and the output register see the stall.
@@ -257,13 +274,13 @@ class Pointwise(wiring.Component):
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), ce_in.eq(idle | self.o.ready)]
 
         # Weight banks: `front` is the bank of the tile in use; the other (shadow) bank
-        # receives the next tile. `loaded` counts its rows written so far, `full` is
-        # `loaded == rows`. The handshakes only choose among registered candidates for the
-        # next count (`loaded_p1 = loaded + 1` is kept beside it), so that no adder or
-        # compare follows the stall signal in its cycle.
+        # receives the next tile. `loaded` counts its writes (of `weight_rows` rows) so
+        # far, `full` is `loaded == rows / weight_rows`. The handshakes only choose among
+        # registered candidates for the next count (`loaded_p1 = loaded + 1` is kept beside
+        # it), so that no adder or compare follows the stall signal in its cycle.
         front = Signal()
-        loaded = Signal(range(rows + 1))
-        loaded_p1 = Signal(range(rows + 2), init=1)
+        loaded = Signal(range(writes + 1))
+        loaded_p1 = Signal(range(writes + 2), init=1)
         full = Signal()
 
         i_fire = Signal()
@@ -283,13 +300,13 @@ class Pointwise(wiring.Component):
                 front.eq(~front),
                 loaded.eq(w_fire),
                 loaded_p1.eq(w_fire + 1),
-                full.eq(w_fire & (rows == 1)),
+                full.eq(w_fire & (writes == 1)),
             ]
         with m.Elif(w_fire):
             m.d.sync += [
                 loaded.eq(loaded_p1),
                 loaded_p1.eq(loaded_p1 + 1),
-                full.eq(loaded_p1 == rows),
+                full.eq(loaded_p1 == writes),
             ]
 
         # Input skew: row r's activation (and bank bit) passes r + 1 registers, so it meets
@@ -313,7 +330,7 @@ class Pointwise(wiring.Component):
         # swap beat (cycle a), so no beat of the old tile (all taken before a) sees them,
         # and all of them before the next swap beat (which waits for `full`), which
         # therefore sees all of them.
-        wlay = weight_write_layout(rows)
+        wlay = weight_write_layout(rows, wr)
         wskew = [[Signal(wlay, name=f"w_skew_{c}_{k}") for k in range(c + 1)]
                  for c in range(cols)]
         for c in range(cols):
@@ -321,7 +338,7 @@ class Pointwise(wiring.Component):
                 wskew[c][0].en.eq(w_fire),
                 wskew[c][0].row.eq(Mux(swap, 0, loaded)),
                 wskew[c][0].bank.eq(Mux(swap, front, ~front)),
-                wskew[c][0].data.eq(self.w.payload.data[c]),
+                wskew[c][0].data.eq(Cat(self.w.payload.data[i * cols + c] for i in range(wr))),
             ]
             for k in range(1, c + 1):
                 m.d.sync += wskew[c][k].eq(wskew[c][k - 1])

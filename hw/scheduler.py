@@ -353,7 +353,8 @@ class Scheduler(wiring.Component):
     config : AccelConfig
         The hardware configuration. Constraints of this implementation (checked):
         ``pw_rows`` bytes = one AXI beat (``axi_data_width == 8·pw_rows``),
-        ``pw_cols <= pw_rows`` (a weight-tile row fits one beat), ``axi_data_width <= 128``
+        ``pw_weight_rows·pw_cols <= pw_rows`` (the weight rows the array takes per cycle fit
+        one beat), ``axi_data_width <= 128``
         (a parameter record spans whole beats), the AXI beat a multiple of ``lb_in_lanes``
         bytes and ``rq_lanes <= pw_cols``. Programs must pad channels to
         ``config.channel_align`` (the compiler does), so that pixels start on buffer words
@@ -413,9 +414,10 @@ class Scheduler(wiring.Component):
         # The compiler pads channels to cfg.channel_align, a multiple of pw_rows and of the
         # beat: every pixel starts on an activation-buffer word and every tile's read and
         # write-back on a beat.
-        if cfg.pw_cols > cfg.pw_rows:
-            raise ValueError(f"pw_cols={cfg.pw_cols} must be <= pw_rows={cfg.pw_rows} (a "
-                             f"weight-tile row must fit one beat)")
+        if cfg.pw_weight_rows * cfg.pw_cols > cfg.pw_rows:
+            raise ValueError(f"pw_weight_rows·pw_cols = {cfg.pw_weight_rows * cfg.pw_cols} "
+                             f"must be <= pw_rows={cfg.pw_rows} (the weight rows the array "
+                             f"takes per cycle must fit one beat)")
         if beat > PARAM_BYTES:
             raise ValueError(f"axi_data_width must be <= 128 bits, not {cfg.axi_data_width}")
         if beat % cfg.lb_in_lanes:
@@ -443,7 +445,7 @@ class Scheduler(wiring.Component):
             "wr_data": Out(stream.Signature(write_data_layout(cfg.axi_data_width))),
             "wr_done": In(stream.Signature(done_layout())),
             "wr_status": In(status_layout()),
-            "pw_w": Out(stream.Signature(pw_weight_layout(cfg.pw_cols))),
+            "pw_w": Out(stream.Signature(pw_weight_layout(cfg.pw_cols, cfg.pw_weight_rows))),
             "pw_i": Out(stream.Signature(pw_input_layout(cfg.pw_rows, cfg.pw_acc_depth))),
             "pw_o": In(stream.Signature(pw_output_layout(cfg.pw_cols, cfg.pw_acc_depth))),
             "rq_i": Out(stream.Signature(rq_input_layout(cfg.rq_lanes))),
@@ -1159,17 +1161,19 @@ class Scheduler(wiring.Component):
                              fill_plast.eq(next_one)]
                 fill_next_tile()
 
-        # Weight gearbox: one AXI beat = AB / C rows of the pointwise weight tile; the identity
-        # tiles of POOL and DW come from a generator instead.
-        rows_per_beat = AB // C
-        wsub = Signal(range(max(2, rows_per_beat)))
-        wsub_last = wsub == rows_per_beat - 1
-        wrow = Signal(C * 8)
+        # Weight gearbox: one AXI beat = AB / C rows of the pointwise weight tile, WR of them
+        # per transfer to the array; the identity tiles of POOL and DW come from a generator
+        # instead.
+        WR = cfg.pw_weight_rows
+        w_per_beat = AB // (C * WR)
+        wsub = Signal(range(max(2, w_per_beat)))
+        wsub_last = wsub == w_per_beat - 1
+        wrow = Signal(WR * C * 8)
         with m.Switch(wsub):
-            for r in range(rows_per_beat):
+            for r in range(w_per_beat):
                 with m.Case(r):
-                    m.d.comb += wrow.eq(wfifo.r_data[r * C * 8:(r + 1) * C * 8])
-        id_row = Signal(range(R))
+                    m.d.comb += wrow.eq(wfifo.r_data[r * WR * C * 8:(r + 1) * WR * C * 8])
+        id_row = Signal(range(R // WR))  # the transfer of the tile being generated
         id_off = Signal(16)          # j·cols of the tile being generated
         id_j = Signal(16)            # chunk j of the tile being generated
         id_t = Signal(16)            # ... for pixel tile id_t
@@ -1179,10 +1183,13 @@ class Scheduler(wiring.Component):
         # Not g_active: with one-pixel tiles the last tile's rows are still loading after the
         # generator's last beat. Not before step_go: the counters are reset then.
         m.d.comb += id_valid.eq(is_diag & step_running & id_more)
-        id_data = Signal(C * 8)
-        for c in range(C):
-            m.d.comb += id_data[c * 8:(c + 1) * 8].eq(
-                Mux(id_row == (id_off[:_log2(R)] if R > 1 else 0) + c, 1, 0))
+        id_data = Signal(WR * C * 8)
+        off = id_off[:_log2(R)] if R > 1 else Const(0)
+        for i in range(WR):
+            row = Cat(Const(i, _log2(WR)), id_row) if WR > 1 else id_row
+            for c in range(C):
+                m.d.comb += id_data[(i * C + c) * 8:(i * C + c + 1) * 8].eq(
+                    Mux(row == off + c, 1, 0))
         m.d.comb += [
             self.pw_w.valid.eq(Mux(is_diag, id_valid, wfifo.r_rdy)),
             self.pw_w.payload.eq(Mux(is_diag, id_data, wrow)),
@@ -1191,13 +1198,13 @@ class Scheduler(wiring.Component):
         with m.If(self.pw_w.valid & self.pw_w.ready):
             with m.If(is_diag):
                 m.d.sync += id_row.eq(id_row + 1)
-                with m.If(id_row == R - 1):
+                with m.If(id_row == R // WR - 1):
                     m.d.sync += [id_row.eq(0), id_off.eq(id_off + C), id_j.eq(id_j + 1)]
                     with m.If(id_j == jm1):
                         m.d.sync += [id_off.eq(0), id_j.eq(0), id_t.eq(id_t + 1)]
                         with m.If(id_t == nm1):
                             m.d.sync += id_more.eq(0)
-            if rows_per_beat > 1:
+            if w_per_beat > 1:
                 with m.Else():
                     m.d.sync += wsub.eq(Mux(wsub_last, 0, wsub + 1))
 

@@ -20,13 +20,14 @@ from mnaccel.hw.pe import PE, product_sum_width
 __all__ = ["SystolicArray", "weight_write_layout"]
 
 
-def weight_write_layout(rows: int) -> data.StructLayout:
-    """Layout of one column's weight-write bus: write ``data`` into PE ``row``, bank ``bank``."""
+def weight_write_layout(rows: int, weight_rows: int = 1) -> data.StructLayout:
+    """Layout of one column's weight-write bus: write ``data[i]`` into the PE of row
+    ``row·weight_rows + i`` (``i < weight_rows``), bank ``bank``."""
     return data.StructLayout({
         "en": unsigned(1),
-        "row": range(rows),
+        "row": range(rows // weight_rows),
         "bank": unsigned(1),
-        "data": signed(8),
+        "data": data.ArrayLayout(signed(8), weight_rows),
     })
 
 
@@ -47,7 +48,9 @@ class SystolicArray(wiring.Component):
     the vector passing that PE in cycle ``T + r`` (vector ``T - c``, for every ``r``) still
     uses the old weight, the vectors after ``s`` the new one. The wrapper skews writes by
     column like activations, so that loading one bank while the other computes is exact
-    per vector.
+    per vector. A write carries ``weight_rows`` consecutive rows of the column at once (one
+    register per row it passes, as wide as the rows it carries), so that a tile loads in
+    ``rows / weight_rows`` cycles.
 
     Parameters
     ----------
@@ -55,6 +58,8 @@ class SystolicArray(wiring.Component):
         Input channels reduced per activation vector. Power of two.
     cols : int
         Output channels computed per activation vector. Power of two.
+    weight_rows : int
+        Rows of a column written per weight write: a power of two dividing ``rows``.
     ecp5_dsp : bool
         Build the PEs' multipliers from ECP5 ``MULT18X18D`` primitives with their own
         registers (see :class:`~mnaccel.hw.pe.PE`); same timing and arithmetic.
@@ -67,7 +72,7 @@ class SystolicArray(wiring.Component):
         Activations entering the left edge, row ``r`` skewed by ``r`` cycles.
     bank : In(rows)
         Weight bank of each row's entering activation (travels with it).
-    w : In(ArrayLayout(weight_write_layout(rows), cols))
+    w : In(ArrayLayout(weight_write_layout(rows, weight_rows), cols))
         Per-column weight writes, column ``c`` skewed by ``c`` cycles; passed down the
         column one row per cycle.
     sums : Out(ArrayLayout(signed(sum_width), cols))
@@ -86,15 +91,18 @@ class SystolicArray(wiring.Component):
         ``rows * cols``: one activation vector enters per cycle.
     """
 
-    def __init__(self, *, rows: int, cols: int, ecp5_dsp: bool = False):
+    def __init__(self, *, rows: int, cols: int, weight_rows: int = 1, ecp5_dsp: bool = False):
         self._rows = check_pow2("rows", rows)
         self._cols = check_pow2("cols", cols)
+        self._weight_rows = check_pow2("weight_rows", weight_rows)
+        if weight_rows > rows:
+            raise ValueError(f"weight_rows must be at most rows = {rows}, not {weight_rows!r}")
         self._ecp5_dsp = bool(ecp5_dsp)
         super().__init__({
             "en": In(1),
             "x": In(data.ArrayLayout(signed(8), rows)),
             "bank": In(rows),
-            "w": In(data.ArrayLayout(weight_write_layout(rows), cols)),
+            "w": In(data.ArrayLayout(weight_write_layout(rows, weight_rows), cols)),
             "sums": Out(data.ArrayLayout(signed(self.sum_width), cols)),
         })
 
@@ -105,6 +113,10 @@ class SystolicArray(wiring.Component):
     @property
     def cols(self) -> int:
         return self._cols
+
+    @property
+    def weight_rows(self) -> int:
+        return self._weight_rows
 
     @property
     def sum_width(self) -> int:
@@ -133,11 +145,12 @@ class SystolicArray(wiring.Component):
                         ecp5_dsp=self._ecp5_dsp)
                 m.submodules[f"pe_{r}_{c}"] = pes[r, c] = pe
                 w = bus[r, c] = self._write_hop(m, bus[r - 1, c] if r else self.w[c], r, c)
+                wr = self._weight_rows
                 m.d.comb += [
                     pe.en.eq(self.en),
-                    pe.w_en.eq(w.en & (w.row == r)),
+                    pe.w_en.eq(w.en & (w.row == r // wr)),
                     pe.w_bank.eq(w.bank),
-                    pe.w_data.eq(w.data),
+                    pe.w_data.eq(w.data[r % wr]),
                 ]
                 if c == 0:
                     m.d.comb += [pe.x_in.eq(self.x[r]), pe.bank_in.eq(self.bank[r])]
@@ -158,7 +171,8 @@ class SystolicArray(wiring.Component):
             return above
         # No reset: a write still travelling when the block is reset lands before any
         # write issued after it (the column is a pipeline), which overwrites it.
-        here = Signal(weight_write_layout(self._rows), name=f"w_hop_{r}_{c}", reset_less=True)
+        here = Signal(weight_write_layout(self._rows, self._weight_rows), name=f"w_hop_{r}_{c}",
+                      reset_less=True)
         with m.If(self.en):
             m.d.sync += here.eq(above)
         return here

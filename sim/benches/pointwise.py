@@ -10,8 +10,8 @@ the zero point into the bias), and the flags and addresses with what was sent.
 
 Parameters (``bench_params()``):
 
-``rows``, ``cols``, ``acc_depth`` (int)
-    The block's size (must match the Verilog).
+``rows``, ``cols``, ``acc_depth``, ``weight_rows`` (int)
+    The block's size and weight rows per ``w`` beat (must match the Verilog).
 ``latency`` (int)
     The block's documented latency; the bench checks it when there is no backpressure.
 ``mode`` (str)
@@ -100,15 +100,16 @@ def _jobs(p, rng):
 
 
 def _streams(p, jobs):
-    rows = p["rows"]
-    ilay, wlay = input_layout(rows, p["acc_depth"]), weight_layout(p["cols"])
+    rows, wr = p["rows"], p.get("weight_rows", 1)
+    ilay, wlay = input_layout(rows, p["acc_depth"]), weight_layout(p["cols"], wr)
     w_words, i_words, last_beat = [], [], []
     for job in jobs:
         x, w, chunks, addrs = job["x"], job["w"], job["chunks"], job["addrs"]
         pixels = len(addrs)
         for k in range(chunks):
-            for r in range(rows):
-                w_words.append(pack(wlay, {"data": w[k * rows + r].tolist()}))
+            for r in range(0, rows, wr):
+                w_words.append(pack(wlay, {"data": w[k * rows + r:k * rows + r + wr].ravel()
+                                                   .tolist()}))
             for q in range(pixels):
                 if k == chunks - 1:
                     last_beat.append(len(i_words))

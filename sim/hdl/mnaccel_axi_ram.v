@@ -97,7 +97,10 @@ module mnaccel_axi_ram #(
     reg [ID_WIDTH-1:0]   ar_id   [0:FIFO_DEPTH-1];
     reg [63:0]           ar_time [0:FIFO_DEPTH-1];
     reg [FIFO_BITS:0]    ar_wp, ar_rp;
-    wire ar_full = (ar_wp - ar_rp) == FIFO_DEPTH;
+    // The difference at the pointers' own width: compared with the (32-bit) parameter
+    // directly it would be taken at 32 bits, and wrapped pointers would never read full.
+    wire [FIFO_BITS:0] ar_count = ar_wp - ar_rp;
+    wire ar_full = ar_count == FIFO_DEPTH;
     wire ar_empty = ar_wp == ar_rp;
     assign arready = !rst && !ar_full;
 
@@ -161,8 +164,6 @@ module mnaccel_axi_ram #(
     reg [ID_WIDTH-1:0]   aw_id   [0:FIFO_DEPTH-1];
     reg [FIFO_BITS:0]    aw_wp, aw_rp;
     wire aw_empty = aw_wp == aw_rp;
-    // Bounded by the responses not yet taken, so that the B FIFO cannot overflow.
-    assign awready = !rst && (aw_wp - b_rp) < FIFO_DEPTH;
 
     reg                    w_busy;
     reg [DEPTH_LOG2-1:0]   w_word;
@@ -170,6 +171,10 @@ module mnaccel_axi_ram #(
     // Responses waiting for BREADY (at most one per accepted AW).
     reg [ID_WIDTH-1:0]     b_id [0:FIFO_DEPTH-1];
     reg [FIFO_BITS:0]      b_wp, b_rp;
+    // Bounded by the responses not yet taken, so that the B FIFO cannot overflow (the
+    // difference at the pointers' width, as for ar_count).
+    wire [FIFO_BITS:0] aw_count = aw_wp - b_rp;
+    assign awready = !rst && aw_count < FIFO_DEPTH;
     assign wready = !rst && w_busy;
     assign bvalid = b_wp != b_rp;
     assign bid = b_id[b_rp[FIFO_BITS-1:0]];

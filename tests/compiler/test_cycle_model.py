@@ -100,9 +100,10 @@ def test_memory_settings():
 
 
 def test_pointwise_step_counts():
-    # small preset: 8×4 array, rq_lanes 2, 64-bit AXI. A 4×4×32 → 16 1×1 conv: K = 4,
-    # J = 4, 16 pixels in tiles of 8 (the first tile has pw_rows = 8 pixels).
-    cfg = preset("small")
+    # small preset with one weight row per cycle: 8×4 array, rq_lanes 2, 64-bit AXI. A
+    # 4×4×32 → 16 1×1 conv: K = 4, J = 4, 16 pixels in tiles of 8 (the first tile has
+    # pw_rows = 8 pixels, the weight load's cycles).
+    cfg = preset("small").replace(pw_weight_rows=1)
     b = _blocks(cfg)
     p = plan(_pw_graph(4, 4, 32, 16), cfg)
     (step,) = p.steps
@@ -134,22 +135,21 @@ def test_memory_latency_is_paid_on_the_critical_path():
 
 def test_one_pixel_layer_is_weight_load_bound():
     # A 1×1 map: from its first beat to its last, each of the K·J weight tiles but the
-    # first (loaded before) holds the array for pw_rows cycles (its load); each chunk's
-    # one output pixel stalls it once more (the last one's in the drain).
-    cfg = preset("ecp5-85f")
-    p = plan(_pw_graph(1, 1, 64, 32, fc=True), cfg)
+    # first (loaded before) holds the array for its load, pw_rows cycles with one weight
+    # row per cycle; each chunk's one output pixel stalls it pw_cols / rq_lanes − 1 cycles
+    # more (the last one's in the drain).
+    one = preset("ecp5-85f").replace(pw_weight_rows=1, rq_lanes=4)
     ideal = Memory(read_latency=0, write_latency=0)      # the weights are always there
-    (c,) = model(p, memory=ideal)
+    (c,) = model(plan(_pw_graph(1, 1, 64, 32, fc=True), one), memory=ideal)
     K, J = 64 // 16, 32 // 8
-    stalls = (J - 1) * (cfg.pw_cols // cfg.rq_lanes - 1)
+    stalls = (J - 1) * (one.pw_cols // one.rq_lanes - 1)
     assert c.op == "FC" and c.bound == "pw weight load"
     assert c.breakdown["pw"] == (K * J - 1) * 16 + 1 + stalls
-    # Two rows per cycle halve the loads; then the reads (a weight tile is 8 beats, and
-    # the records) set the pace.
-    (c2,) = model(p, memory=ideal, weight_rows_per_beat=2)
+    # Two rows per cycle (the default preset) halve the loads; then the reads (a weight
+    # tile is 8 beats, and the records) set the pace.
+    (c2,) = model(plan(_pw_graph(1, 1, 64, 32, fc=True), one.replace(pw_weight_rows=2)),
+                  memory=ideal)
     assert (K * J - 1) * 8 + 1 + stalls <= c2.breakdown["pw"] < c.breakdown["pw"]
-    with pytest.raises(ValueError, match="weight_rows_per_beat must divide pw_rows"):
-        model(p, weight_rows_per_beat=3)
 
 
 def test_memory_bound_layer():

@@ -304,8 +304,12 @@ def test_scheduler_rejects_configurations_it_cannot_run():
         Scheduler(preset("large"))
     with pytest.raises(ValueError, match="axi_data_width == 8·pw_rows"):
         Scheduler(CONFIG.replace(axi_data_width=128))
-    with pytest.raises(ValueError, match="pw_cols=16 must be <= pw_rows=8"):
+    # The weight rows the array takes per cycle come from one beat.
+    with pytest.raises(ValueError, match="pw_weight_rows·pw_cols = 32 must be <= pw_rows=8"):
         Scheduler(CONFIG.replace(pw_cols=16))
+    with pytest.raises(ValueError, match="pw_weight_rows·pw_cols = 16 must be <= pw_rows=8"):
+        Scheduler(CONFIG.replace(pw_weight_rows=4))
+    assert Scheduler(CONFIG.replace(pw_cols=8, pw_weight_rows=1)).weight_fifo_beats > 0
     # The default preset is accepted: the compiler pads its channels to 16-byte words.
     assert Scheduler(preset("ecp5-85f")).act_words == preset("ecp5-85f").act_buf_bytes // 16
 

@@ -22,7 +22,7 @@ ECP5_MODELS = [Path(__file__).with_name(f) for f in ("mult18x18d_model.v", "dp16
 
 def _run(dut, name, mode, **params):
     base = {"rows": dut.rows, "cols": dut.cols, "acc_depth": dut.acc_depth,
-            "latency": dut.latency, "mode": mode}
+            "weight_rows": dut.weight_rows, "latency": dut.latency, "mode": mode}
     return run_bench(dut, name=f"pointwise_{'ecp5_' if dut.ecp5 else ''}{name}", bench=BENCH,
                      params=base | params, extra_sources=ECP5_MODELS if dut.ecp5 else [])
 
@@ -30,6 +30,10 @@ def _run(dut, name, mode, **params):
 def _bench(name, mode, **params):
     dut = Pointwise.from_config(preset(name))
     return dut, _run(dut, name, mode, **params)
+
+
+def test_presets_cover_one_and_two_weight_rows_per_beat():
+    assert [preset(name).pw_weight_rows for name in PRESETS] == [1, 2]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -101,6 +105,11 @@ def test_properties_follow_size():
     assert dut.latency == 1 + (8 + 4 - 1 + PE.PRODUCT_STAGES) + 3
     assert dut.weight_load_cycles == dut.min_tile_beats == 8
     assert dut.macs_per_cycle == 32
+    two = Pointwise(rows=8, cols=4, acc_depth=64, weight_rows=2)
+    assert two.weight_load_cycles == two.min_tile_beats == 4
+    assert two.latency == dut.latency
+    with pytest.raises(ValueError, match="weight_rows must be at most rows = 8, not 16"):
+        Pointwise(rows=8, cols=4, acc_depth=64, weight_rows=16)
 
 
 def test_docstring_lists_the_ports():
@@ -119,8 +128,9 @@ def _simulate(dut, x, w):
 
     async def weights(ctx):
         ctx.set(dut.w.valid, 1)
-        for row in w:
-            ctx.set(dut.w.payload.data, [int(v) for v in row])
+        wr = dut.weight_rows
+        for r in range(0, len(w), wr):
+            ctx.set(dut.w.payload.data, [int(v) for v in w[r:r + wr].ravel()])
             await ctx.tick().until(dut.w.ready)
         ctx.set(dut.w.valid, 0)
 
@@ -157,17 +167,18 @@ def _simulate(dut, x, w):
     return np.array(got, dtype=np.int64), taken
 
 
-def test_one_row_one_pixel_accumulates_back_to_back():
-    # With one row a weight tile loads in one cycle, so a one-pixel tile (the FC layer's
-    # shape) sends the same accumulator entry in consecutive cycles: the read must see the
-    # write of the cycle before.
-    dut = Pointwise(rows=1, cols=2, acc_depth=2)
-    rng = np.random.default_rng(0)
-    x = rng.integers(-128, 128, size=(1, 12))
-    w = rng.integers(-128, 128, size=(12, 2))
+@pytest.mark.parametrize(("rows", "weight_rows"), [(1, 1), (2, 2), (4, 2), (8, 4)])
+def test_one_pixel_tiles_take_one_beat_per_weight_load(rows, weight_rows):
+    # A one-pixel tile (the FC layer's shape) waits for its weight tile: one beat per
+    # rows / weight_rows cycles. With a one-cycle load the same accumulator entry comes in
+    # consecutive cycles: the read must see the write of the cycle before.
+    dut = Pointwise(rows=rows, cols=2, acc_depth=2, weight_rows=weight_rows)
+    rng = np.random.default_rng(rows)
+    x = rng.integers(-128, 128, size=(1, 12 * rows))
+    w = rng.integers(-128, 128, size=(12 * rows, 2))
     x[0, :3], w[:3] = -128, -128
     got, taken = _simulate(dut, x, w)
-    assert np.diff(taken).tolist() == [1] * 11, taken
+    assert np.diff(taken).tolist() == [dut.weight_load_cycles] * 11, taken
     np.testing.assert_array_equal(got, x @ w)
 
 

@@ -11,8 +11,10 @@ from mnaccel.hw.pe import PE, product_sum_width
 from mnaccel.hw.systolic_array import SystolicArray
 
 
-@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (4, 2), (2, 4), (8, 4)])
-def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
+@pytest.mark.parametrize(("rows", "cols", "wr"),
+                         [(1, 1, 1), (4, 2, 1), (2, 4, 1), (8, 4, 1), (4, 2, 2), (8, 4, 4),
+                          (2, 2, 2)])
+def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols, wr):
     """Random per-row banks, weight writes landing among the vectors, random stalls.
 
     The documented timing, in enabled cycles: vector ``u`` enters row ``r`` in cycle
@@ -20,28 +22,33 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
     the PEs' product pipeline, ``latency - (rows + cols - 1)``); a write
     into row ``r`` on ``w[c]`` in cycle ``T`` travels down the column, reaches row ``r`` in
     cycle ``T + r``, belongs to wavefront ``s = T - c`` (the vector passing that PE then)
-    and is seen by the vectors after ``s``.
+    and is seen by the vectors after ``s``. A write carries ``wr`` rows: those of group
+    ``row`` (rows ``row·wr … row·wr + wr − 1``).
     """
-    dut = SystolicArray(rows=rows, cols=cols)
+    dut = SystolicArray(rows=rows, cols=cols, weight_rows=wr)
+    groups = rows // wr
     delay = dut.latency - (rows + cols - 1)
     rng = np.random.default_rng(rows * 10 + cols)
     n = 60
     x = rng.integers(-128, 128, size=(n, rows))
     x[:4] = -128  # extremes: the largest positive sums first
     banks = rng.integers(0, 2, size=(n, rows))
-    # writes[T, c]: (row, bank, value) on w[c] in cycle T. The first 2 * rows cycles fill
-    # both banks; later writes land among the computing vectors.
+    # writes[T, c]: (row group, bank, values) on w[c] in cycle T. The first 2 * groups
+    # cycles fill both banks; later writes land among the computing vectors.
     writes = {}
     for c in range(cols):
-        for t in range(2 * rows):
-            writes[t, c] = (t % rows, t // rows, -128 if t < 4 else int(rng.integers(-128, 128)))
-        for t in range(2 * rows, n + rows + cols):
+        for t in range(2 * groups):
+            writes[t, c] = (t % groups, t // groups,
+                            [-128 if t < 4 else int(v) for v in rng.integers(-128, 128, wr)])
+        for t in range(2 * groups, n + rows + cols):
             if rng.random() < 0.3:
-                writes[t, c] = (int(rng.integers(rows)), int(rng.integers(2)),
-                                int(rng.integers(-128, 128)))
+                writes[t, c] = (int(rng.integers(groups)), int(rng.integers(2)),
+                                [int(v) for v in rng.integers(-128, 128, wr)])
     by_wavefront = {}
-    for (t, c), (row, bank, value) in writes.items():
-        by_wavefront.setdefault(max(t - c, -1), []).append((row, bank, c, value))
+    for (t, c), (group, bank, values) in writes.items():
+        for i, value in enumerate(values):
+            by_wavefront.setdefault(max(t - c, -1), []).append(
+                (group * wr + i, bank, c, value))
     first = 2 * rows  # vectors before this one may see banks not yet filled: not checked
 
     # Reference: vector u uses the weights after all writes of wavefronts < u.
@@ -72,9 +79,10 @@ def test_skewed_vectors_with_bank_switches_writes_and_stalls(rows, cols):
                 ctx.set(dut.bank[r], int(banks[u, r]) if 0 <= u < n else 0)
             for c in range(cols):
                 write = writes.get((t, c)) if en else None
-                row, bank, value = write if write else (0, 0, int(stall.integers(-128, 128)))
-                ctx.set(dut.w[c], {"en": bool(write) or not en, "row": row, "bank": bank,
-                                   "data": value})
+                junk = [int(v) for v in stall.integers(-128, 128, wr)]
+                group, bank, values = write if write else (0, 0, junk)
+                ctx.set(dut.w[c], {"en": bool(write) or not en, "row": group, "bank": bank,
+                                   "data": values})
             if en:
                 for c in range(cols):
                     u = t - rows - c - delay
@@ -105,7 +113,9 @@ def test_properties_and_widths():
 @pytest.mark.parametrize(
     ("kwargs", "bad"),
     [({"rows": 6, "cols": 4}, "rows must be a power of two, not 6"),
-     ({"rows": 4, "cols": -2}, "cols must be a power of two, not -2")],
+     ({"rows": 4, "cols": -2}, "cols must be a power of two, not -2"),
+     ({"rows": 4, "cols": 2, "weight_rows": 3}, "weight_rows must be a power of two, not 3"),
+     ({"rows": 4, "cols": 2, "weight_rows": 8}, "weight_rows must be at most rows = 4, not 8")],
 )
 def test_rejects_bad_sizes(kwargs, bad):
     with pytest.raises(ValueError, match=re.escape(bad)):
