@@ -559,40 +559,45 @@ class LineBuffer(wiring.Component):
                 raw["same"].eq(c.padding == Padding.SAME), raw["zp"].eq(c.zero_point),
             ]
         k5, s2, same, zp = raw["k5"], raw["s2"], raw["same"], raw["zp"]
+        # Copies of `k5` for the window's tap selects and for the output, a cycle behind the
+        # latched one (the first window is cycles later), so that the latched flag drives
+        # only the setup logic beside it, not three groups of logic across the die.
+        k5_win, k5_out = copies(k5, 2, "k5")
 
         def axis(size, bits, name):
             """Per axis: thresholds of the position counter (registered in stages 1 and 2)."""
             n = size.as_unsigned()
-            # Stage 1. SAME pads depend only on k, s and the size's parity (axis_geometry).
+            # Stage 1: the pads and the thresholds' offsets from the size, which depend only
+            # on k, s and the size's parity (axis_geometry), so that each threshold of stage
+            # 2 is one adder from registers (the flags fan out across the die: a long route
+            # followed by a chain of two adders took 8.5 ns).
             odd = n[0]
+            before_n = Mux(~same, 0, Mux(~s2, Mux(k5, 2, 1), Mux(k5, Mux(odd, 2, 1), odd)))
+            after_n = Mux(~same, 0, Mux(k5, 2, 1))
+            first_n = Mux(k5, 4, 2) - before_n           # first emitting position, K − 1 − before
+            # The last emitting one, hi = (out − 1)·stride + first; (out − 1)·stride is
+            # `n − (1 if SAME else K)`, rounded down to even at stride 2 (n odd − odd).
+            hi_n = first_n - Mux(same, 1, Mux(k5, 5, 3)) - (s2 & ~odd)
             before = reg(2, f"{name}_before")
             after = reg(2, f"{name}_after")
-            maxv = reg(bits, f"{name}_max")              # (out − 1)·stride
+            lo_m1 = reg(3, f"{name}_lo_m1")
+            d_hi = reg(signed(4), f"{name}_d_hi")        # hi − size
+            d_hi_m1 = reg(signed(4), f"{name}_d_hi_m1")
+            d_last_m1 = reg(signed(3), f"{name}_d_last_m1")   # after − 2
             plus = [reg(bits, f"{name}_plus{j}") for j in range(KM)]   # size + j − 1
             with m.If(st[0]):
-                with m.If(~same):
-                    m.d.sync += [before.eq(0), after.eq(0)]
-                with m.Elif(~s2):
-                    m.d.sync += [before.eq(Mux(k5, 2, 1)), after.eq(Mux(k5, 2, 1))]
-                with m.Else():
-                    m.d.sync += [before.eq(Mux(k5, Mux(odd, 2, 1), odd)),
-                                 after.eq(Mux(k5, 2, 1))]
-                span = n - Mux(same, 1, Mux(k5, 5, 3))
-                m.d.sync += maxv.eq(Mux(s2, span & ~1, span))
+                m.d.sync += [before.eq(before_n), after.eq(after_n), lo_m1.eq(first_n - 1),
+                             d_hi.eq(hi_n), d_hi_m1.eq(hi_n - 1), d_last_m1.eq(after_n - 2)]
                 m.d.sync += [plus[j].eq(n + j - 1) for j in range(KM)]
-            # Stage 2. `lo`: first emitting position (K − 1 − before); `hi`: the last one;
-            # `last`: the last position (size + after − 1). Kept as "one less" where the
-            # counters test the step onto them.
-            lo_m1 = reg(3, f"{name}_lo_m1")
+            # Stage 2. `hi`: the last emitting position; `last`: the last position (size +
+            # after − 1). Kept as "one less" where the counters test the step onto them.
             hi = reg(bits, f"{name}_hi")
             hi_m1 = reg(bits, f"{name}_hi_m1")
             last_m1 = reg(bits, f"{name}_last_m1")
             count = reg(bits, f"{name}_count")           # positions: size + after
             with m.If(st[1]):
-                first = Mux(k5, 4, 2) - before
-                m.d.sync += [lo_m1.eq(first - 1), hi.eq(maxv + first),
-                             hi_m1.eq(maxv + first - 1), last_m1.eq(n + after - 2),
-                             count.eq(n + after)]
+                m.d.sync += [hi.eq(n + d_hi), hi_m1.eq(n + d_hi_m1),
+                             last_m1.eq(n + d_last_m1), count.eq(n + after)]
             return dict(before=before, plus_m1=plus, lo_m1=lo_m1, hi=hi, hi_m1=hi_m1,
                         last_m1=last_m1, count=count)
 
@@ -782,13 +787,17 @@ class LineBuffer(wiring.Component):
             per_mem = -(-width // chunk)
             for j in range(H):
                 sh = shifts[f"{p}{j}"]           # this memory's own copy of `shift`
-                cap = ~sh & sh1
-                both = sh & sh1
+                # Each register loads (`cap`: hr, `sh`: hd1, hd0) or holds as a whole, with
+                # a registered select of its own as the flip-flops' enable; the other
+                # selects choose among the sources given that it loads (they are mutually
+                # exclusive). A hold written among the sources made Yosys derive the enable
+                # from several selects through a shared LUT, whose output then took 5.5 ns
+                # to reach the 192 enables of a copy.
                 cond = {
-                    "cap_ro": cap & ~n3 & ~late4, "cap_w2": cap & n3, "cap_w3": cap & late4,
-                    "d1_ro": both & ~n2 & ~n3 & ~late4, "d1_w1": sh & n2, "d1_w2": both & n3,
-                    "d1_w3": both & late4, "d1_r": sh & ~sh1 & ~n2,
-                    "d0_w1": sh & n1, "d0_d1": sh & ~n1,
+                    "cap": ~sh & sh1, "cap_ro": ~n3 & ~late4, "cap_w2": n3,
+                    "ld1": sh, "d1_ro": sh1 & ~n2 & ~n3 & ~late4, "d1_w1": n2,
+                    "d1_w2": sh1 & n3, "d1_w3": sh1 & late4,
+                    "ld0": sh, "d0_w1": n1,
                 }
                 sel = {k: copies(v, per_mem, f"sel_{p}{j}_{k}") for k, v in cond.items()}
                 parts_d1, parts_d0, parts_hr = [], [], []
@@ -800,17 +809,23 @@ class LineBuffer(wiring.Component):
                         return x[p][j].as_value()[lo:hi]
 
                     # The block RAM's word enters each register through one 2-input
-                    # multiplexer; the other input is selected from registers only.
-                    any_cap = s_["cap_ro"] | s_["cap_w2"] | s_["cap_w3"]
-                    hold_r = Mux(s_["cap_w2"], bits(wr2), Mux(s_["cap_w3"], bits(wr3),
-                                                             bits(hr)))
-                    parts_hr.append(Mux(s_["cap_ro"], bits(ro), Mux(any_cap, hold_r,
-                                                                    bits(hr))))
-                    other = Mux(s_["d1_w1"], bits(wr), Mux(s_["d1_w2"], bits(wr2), Mux(
-                        s_["d1_w3"], bits(wr3), Mux(s_["d1_r"], bits(hr), bits(hd1)))))
-                    parts_d1.append(Mux(s_["d1_ro"], bits(ro), other))
-                    parts_d0.append(Mux(s_["d0_w1"], bits(wr), Mux(s_["d0_d1"], bits(hd1),
-                                                                   bits(hd0))))
+                    # multiplexer; the other input is selected from registers only, on a
+                    # wire Yosys keeps: otherwise abc may take the word into its first LUT
+                    # level, which the placer then puts beside the block RAM, so that the
+                    # selects went there and back (2 × 3 ns routes, 7.7 ns at 129.8 MHz).
+                    other_r = Signal(hi - lo, name=f"other_hr_{p}{j}_{c}", attrs={"keep": 1})
+                    other_1 = Signal(hi - lo, name=f"other_hd1_{p}{j}_{c}", attrs={"keep": 1})
+                    m.d.comb += [
+                        other_r.eq(Mux(s_["cap_w2"], bits(wr2), bits(wr3))),
+                        other_1.eq(Mux(s_["d1_w1"], bits(wr), Mux(s_["d1_w2"], bits(wr2), Mux(
+                            s_["d1_w3"], bits(wr3), bits(hr))))),
+                    ]
+                    parts_hr.append(Mux(s_["cap"], Mux(s_["cap_ro"], bits(ro), other_r),
+                                        bits(hr)))
+                    parts_d1.append(Mux(s_["ld1"], Mux(s_["d1_ro"], bits(ro), other_1),
+                                        bits(hd1)))
+                    parts_d0.append(Mux(s_["ld0"], Mux(s_["d0_w1"], bits(wr), bits(hd1)),
+                                        bits(hd0)))
                 m.d.sync += hr[p][j].eq(Cat(*parts_hr))
                 m.d.comb += [d1[p][j].eq(Cat(*parts_d1)), d0[p][j].eq(Cat(*parts_d0))]
         m.d.sync += [hd1.eq(d1), hd0.eq(d0)]
@@ -854,8 +869,8 @@ class LineBuffer(wiring.Component):
                 with m.If(shifts["win"]):
                     if off and r < 3 and cc < 3:
                         m.d.sync += [
-                            sel_a[n].eq(k5 & keep),
-                            sel_b[n].eq(~k5 & e1.rows[r + off] & e1.cols[cc + off]),
+                            sel_a[n].eq(k5_win & keep),
+                            sel_b[n].eq(~k5_win & e1.rows[r + off] & e1.cols[cc + off]),
                         ]
                     else:
                         m.d.sync += sel_a[n].eq(keep)
@@ -897,7 +912,7 @@ class LineBuffer(wiring.Component):
         rptr_next = rptr ^ done
         o_valid_next = Mux(rptr_next, busy_next[1], busy_next[0])
         sub_next = Mux(done, 0, Mux(send, sub + 1, sub))
-        k5_next = [Mux(full_slot[j], slots[j].kernel5, k5) for j in range(2)]
+        k5_next = [Mux(full_slot[j], slots[j].kernel5, k5_out) for j in range(2)]
         m.d.sync += [
             full_slot[0].eq(busy_next[0]), full_slot[1].eq(busy_next[1]),
             rptr.eq(rptr_next), wptr.eq(wptr ^ load), sub.eq(sub_next),
@@ -935,7 +950,7 @@ class LineBuffer(wiring.Component):
                     ~((full_slot[j] & ~(done & (rptr == j))) | (load_c & (wptr == j))))
         for j in range(2):
             with m.If(~full_slot[j]):
-                m.d.sync += [slots[j].gc.eq(e0.gc), slots[j].kernel5.eq(k5),
+                m.d.sync += [slots[j].gc.eq(e0.gc), slots[j].kernel5.eq(k5_out),
                              slots[j].first.eq(e0.first), slots[j].last.eq(e0.last_win)]
             for cc in range(KM):
                 with m.If(free_c[j][cc]):
