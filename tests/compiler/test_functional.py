@@ -9,11 +9,11 @@ from mnaccel.compiler.functional import execute
 from mnaccel.compiler.image import compile_model
 from mnaccel.compiler.plan import plan
 from mnaccel.golden.errors import UserError
-from mnaccel.golden.graph import Graph
 from mnaccel.golden.interpreter import run
 from mnaccel.golden.model import load_model
 from mnaccel.hw.config import preset
 from mnaccel.hw.descriptor import Opcode
+from mnaccel.sim.commands.simulate import select
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tflite"
 FIXTURE = str(DATA / "mobilenet_v1_a025_64.tflite")
@@ -71,21 +71,19 @@ def test_schedule_with_many_short_tiles_is_bit_exact():
 @pytest.mark.parametrize("config", ["tiny", "small", "ecp5-85f", "large"])
 @pytest.mark.parametrize("kernels", ["reference", "optimized"])
 def test_lone_depthwise_steps_are_bit_exact(config, kernels):
-    # Every depthwise layer of V1 α 0.25/32 cut off from its pointwise layer (stride 1 and
-    # 2): a DW step, its output through the pointwise array's identity tiles.
+    # V1 α 0.25/32 up to conv_dw_1 (stride 1) and up to conv_dw_2 (stride 2), each cut off
+    # from its pointwise layer: a DW step, its output through the identity tiles.
     graph = load_model("mobilenet_v1", alpha=0.25, resolution=32)
     x = np.random.default_rng(5).integers(-128, 128, graph.input_tensor.shape, dtype=np.int8)
     want = run(graph, x, kernel=kernels)
     for last in (1, 3):
-        layers = graph.layers[:last + 1]
-        names = {graph.input} | {layer.output for layer in layers}
-        sub = Graph(f"head{last}", {k: v for k, v in graph.tensors.items() if k in names},
-                    layers, graph.input, (layers[-1].output,))
+        sub = select(graph, 0, last)
         program = compile_model(sub, preset(config), kernels=kernels)
         step = program.plan.steps[-1]
         assert step.opcode is Opcode.DW and step.k_chunks == 1
         assert step.j_chunks * preset(config).pw_cols == step.in_c
-        _check(sub, execute(program, x), {k: want[k] for k in names - {graph.input}})
+        outputs = {layer.output for layer in sub.layers}
+        _check(sub, execute(program, x), {k: want[k] for k in outputs})
 
 
 def test_bias_folding_matters():

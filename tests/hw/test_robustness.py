@@ -9,8 +9,9 @@ left behind); the same programs with the RAM stalling to each pattern of
 ``mnaccel.sim.system.PAUSE_PATTERNS``; a start while busy; soft resets in the middle of a
 layer followed at once by a new start; three inferences back to back. The program is the
 head of MobileNetV1 α 0.25/32 (CONV0, a stride-1 and a stride-2 DW_PW step) plus single
-PW, POOL and FC layers and a write-bound PW layer (eight input channels, 32 output
-channels: the array needs 8 cycles per pixel, the write-back 4 beats). Every good run is
+PW, POOL and FC layers, a write-bound PW layer (eight input channels, 32 output
+channels: the array needs 8 cycles per pixel, the write-back 4 beats) and a lone depthwise
+layer (a DW step). Every good run is
 compared bit-exactly with the golden model and checked to write only inside its output
 tensors. docs/robustness.md has the figures.
 """
