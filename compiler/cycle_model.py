@@ -179,10 +179,10 @@ def _blocks(cfg) -> _Blocks:
                         max_channels=cfg.lb_max_channels, max_row_bytes=cfg.lb_max_row_bytes)
     align = cfg.channel_align
     try:
-        conv_lb = LineBuffer(lanes=cfg.dw_lanes, in_lanes=cfg.lb_in_lanes, max_kernel=3,
+        conv_lb = LineBuffer(lanes=cfg.lb_in_lanes, in_lanes=cfg.lb_in_lanes, max_kernel=3,
                              max_width=cfg.lb_max_width, max_channels=align,
                              max_row_bytes=cfg.lb_max_width * align)
-        adapter = ConvVectorAdapter(lanes=cfg.dw_lanes, max_kernel=3, max_channels=align,
+        adapter = ConvVectorAdapter(lanes=cfg.lb_in_lanes, max_kernel=3, max_channels=align,
                                     kernel=_sched.CONV0_KERNEL,
                                     channels=_sched.CONV0_CHANNELS, padded_channels=align)
     except ValueError:

@@ -82,6 +82,8 @@ class Accelerator(wiring.Component):
     depthwise : DepthwiseLayer
         Line buffer → depthwise array → dw requantizer of DW_PW steps.
     conv_line_buffer : LineBuffer
+        CONV0's input map (RGB padded to ``channel_align`` channels), ``lb_in_lanes``
+        channels per window.
     conv_adapter : ConvVectorAdapter
         CONV0's windows → 27-byte vectors (3×3 over RGB).
     """
@@ -109,13 +111,17 @@ class Accelerator(wiring.Component):
             max_channels=config.lb_max_channels, max_row_bytes=config.lb_max_row_bytes,
             mul_luts=config.dw_mul_luts, ecp5_dsp=ecp5_dsp)
         # CONV0's own small line buffer: pixels of `align` stored channels (RGB padded).
+        # Its windows are as wide as its input beats (lb_in_lanes, not dw_lanes): with no
+        # gearbox the stride-2 layer takes its input at one beat per cycle, 4·align/in_lanes
+        # cycles per output pixel, and keeps pace with the pointwise array instead of
+        # stalling it for a third of the layer.
         align = config.channel_align
         self.conv_line_buffer = LineBuffer(
-            lanes=config.dw_lanes, in_lanes=config.lb_in_lanes, max_kernel=3,
+            lanes=config.lb_in_lanes, in_lanes=config.lb_in_lanes, max_kernel=3,
             max_width=config.lb_max_width, max_channels=align,
             max_row_bytes=config.lb_max_width * align, ecp5_bram=ecp5_dsp)
         self.conv_adapter = ConvVectorAdapter(
-            lanes=config.dw_lanes, max_kernel=3, max_channels=align, kernel=CONV0_KERNEL,
+            lanes=config.lb_in_lanes, max_kernel=3, max_channels=align, kernel=CONV0_KERNEL,
             channels=CONV0_CHANNELS, padded_channels=align)
         super().__init__({
             "m_axi": Out(AXI4Signature(addr_width=config.axi_addr_width,
