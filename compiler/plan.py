@@ -64,6 +64,8 @@ class Step:
     n_tiles: int = 1
     last_tile_pixels: int = 1
     first_tile_pixels: int = 1
+    #: The most pixels a tile may have: the accumulators' and the buffer halves' limit.
+    max_tile_pixels: int = 1
     k_chunks: int = 0
     j_chunks: int = 0
     extra: dict = field(default_factory=dict)
@@ -135,18 +137,65 @@ def _pw_tiling(step: Step, cfg: AccelConfig, k_rows: int, what: str,
         raise UserError(f"layer {step.name!r}: {step.k_chunks} input-channel chunks exceed the "
                         f"descriptor's limit of 255")
     p_max = min(cfg.pw_acc_depth, act_half // in_bytes, out_half // out_bytes, step.pixels)
+    step.max_tile_pixels = p_max
     # A short first tile: the pointwise array idles until the first tile is in the
     # activation buffer, so that tile has just enough pixels (pw_rows) to hide the weight
-    # loads; the producer then runs ahead while the array works.
-    first = min(p_max, rows, step.pixels) if small_first_tile else p_max
+    # loads; the producer then runs ahead while the array works. plan() may size it
+    # otherwise (_first_tiles).
+    _set_tiles(step, min(p_max, rows) if small_first_tile else p_max)
+
+
+def _set_tiles(step: Step, first: int) -> None:
+    """Cut ``step.pixels`` into a first tile of ``first`` pixels and equal tiles after it.
+
+    Equal tiles after the first: a short last tile (< pw_rows pixels) would expose its
+    weight loads.
+    """
+    p_max = step.max_tile_pixels
     rest = step.pixels - first
     n_rest = _ceil(rest, p_max)
-    # Equal tiles after the first: a short last tile (< pw_rows pixels) would expose its
-    # weight loads.
     step.first_tile_pixels = first
     step.n_tiles = 1 + n_rest
     step.tile_pixels = _ceil(rest, n_rest) if n_rest else first
     step.last_tile_pixels = rest - (n_rest - 1) * step.tile_pixels if n_rest else first
+
+
+def _first_tiles(plan: Plan) -> None:
+    """Size the first tile of ``DW_PW`` steps whose producer is quicker than the array.
+
+    The array idles until the first tile is in, so that tile is short (``pw_rows``
+    pixels); but the array then works on it while the producer — the depthwise array, or
+    its line buffer where that is slower, as the blocks report them — makes the second
+    tile, and a first tile too short for that leaves the array waiting. Where the producer
+    takes fewer cycles per pixel than the array's ``J·K`` beats, the first tile gets
+    ``ceil(T · producer / (J·K))`` pixels, ``T`` the length of the tiles after it (worked
+    out twice, since it depends on the first): the array's work on it then just covers
+    the second tile. That can be fewer than ``pw_rows`` (the deep layers, whose producer
+    is far quicker), but not fewer than the cycles of one weight tile's load
+    (``pw_rows / pw_weight_rows``), which the array's passes over the first tile must
+    hide. Where the producer is not quicker, the array waits on it anyway and the first
+    tile stays at ``pw_rows``.
+    """
+    from mnaccel.compiler.cycle_model import _blocks  # it imports this module
+
+    cfg = plan.config
+    try:
+        b = _blocks(cfg)
+    except ValueError:      # blocks that cannot be built: no cycle model either
+        return
+    for step in plan.steps:
+        if step.opcode is not Opcode.DW_PW or step.n_tiles < 2:
+            continue
+        producer = max(_ceil(step.in_c, cfg.dw_lanes) * b.dwa.passes(step.kernel),
+                       b.lb.cycles_per_output_pixel(step.stride, step.in_c))
+        beats = step.j_chunks * step.k_chunks
+        if producer >= beats:
+            continue
+        first = min(cfg.pw_rows // cfg.pw_weight_rows, step.max_tile_pixels)
+        for _ in range(2):
+            first = max(first, min(_ceil(step.tile_pixels * producer, beats),
+                                   step.max_tile_pixels))
+            _set_tiles(step, first)
 
 
 def _check_line_buffer(step: Step, cfg: AccelConfig, layer: Layer) -> None:
@@ -179,8 +228,11 @@ def _square(layer: Layer, what: tuple[int, int], kind: str) -> int:
 def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) -> Plan:
     """Map ``graph`` onto the accelerator ``config``.
 
-    ``small_first_tile``: give the first pixel tile of CONV0 and DW_PW steps only
-    ``pw_rows`` pixels, so that the pointwise array starts early (see :func:`_pw_tiling`).
+    ``small_first_tile``: give the first pixel tile of each step only ``pw_rows`` pixels
+    (in a ``DW_PW`` step whose producer is quicker than the array, as many as the array
+    needs to cover the second tile: see :func:`_first_tiles`), so that the pointwise
+    array starts early; with ``False`` every tile but the last has the most pixels the
+    buffers take.
 
     Raises
     ------
@@ -309,5 +361,8 @@ def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) ->
                 raise UserError(f"layer {layer.name!r}: output {step.out_h}×{step.out_w} is not "
                                 f"the window geometry's {out_h}×{out_w}")
         steps.append(step)
-    return Plan(graph, cfg, steps, tensors, align)
+    result = Plan(graph, cfg, steps, tensors, align)
+    if small_first_tile:
+        _first_tiles(result)
+    return result
 
