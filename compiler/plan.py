@@ -141,7 +141,7 @@ def _pw_tiling(step: Step, cfg: AccelConfig, k_rows: int, what: str,
     # A short first tile: the pointwise array idles until the first tile is in the
     # activation buffer, so that tile has just enough pixels (pw_rows) to hide the weight
     # loads; the producer then runs ahead while the array works. plan() may size it
-    # and the last tile otherwise (_edge_tiles).
+    # otherwise (_first_tiles).
     _set_tiles(step, min(p_max, rows) if small_first_tile else p_max)
 
 
@@ -160,8 +160,8 @@ def _set_tiles(step: Step, first: int) -> None:
     step.last_tile_pixels = rest - (n_rest - 1) * step.tile_pixels if n_rest else first
 
 
-def _edge_tiles(plan: Plan) -> None:
-    """Size the first and last tiles of ``DW_PW`` steps for the step's start and end.
+def _first_tiles(plan: Plan) -> None:
+    """Size the first tile of ``DW_PW`` steps whose producer is quicker than the array.
 
     The array idles until the first tile is in, so that tile is short (``pw_rows``
     pixels); but the array then works on it while the producer — the depthwise array, or
@@ -175,11 +175,6 @@ def _edge_tiles(plan: Plan) -> None:
     (``pw_rows / pw_weight_rows``), which the array's passes over the first tile must
     hide. Where the producer is not quicker, the array waits on it anyway and the first
     tile stays at ``pw_rows``.
-
-    At the other end the step waits for the last tile's write-back after the array is
-    done. With three tiles or more, the last one gets a weight load's cycles of pixels
-    too, so that the one before it is written back while the array works on it; the
-    middle tiles stay equal and the first takes their remainder.
     """
     from mnaccel.compiler.cycle_model import _blocks  # it imports this module
 
@@ -188,27 +183,19 @@ def _edge_tiles(plan: Plan) -> None:
         b = _blocks(cfg)
     except ValueError:      # blocks that cannot be built: no cycle model either
         return
-    load = cfg.pw_rows // cfg.pw_weight_rows
     for step in plan.steps:
         if step.opcode is not Opcode.DW_PW or step.n_tiles < 2:
             continue
         producer = max(_ceil(step.in_c, cfg.dw_lanes) * b.dwa.passes(step.kernel),
                        b.lb.cycles_per_output_pixel(step.stride, step.in_c))
         beats = step.j_chunks * step.k_chunks
-        if producer < beats:
-            first = min(load, step.max_tile_pixels)
-            for _ in range(2):
-                first = max(first, min(_ceil(step.tile_pixels * producer, beats),
-                                       step.max_tile_pixels))
-                _set_tiles(step, first)
-        if step.n_tiles >= 3:
-            middle = step.pixels - step.first_tile_pixels - load
-            n_middle = _ceil(middle, step.max_tile_pixels)
-            tile = middle // n_middle
-            first = step.pixels - load - n_middle * tile
-            if first <= step.max_tile_pixels:
-                step.first_tile_pixels, step.tile_pixels = first, tile
-                step.last_tile_pixels, step.n_tiles = load, n_middle + 2
+        if producer >= beats:
+            continue
+        first = min(cfg.pw_rows // cfg.pw_weight_rows, step.max_tile_pixels)
+        for _ in range(2):
+            first = max(first, min(_ceil(step.tile_pixels * producer, beats),
+                                   step.max_tile_pixels))
+            _set_tiles(step, first)
 
 
 def _check_line_buffer(step: Step, cfg: AccelConfig, layer: Layer) -> None:
@@ -243,10 +230,9 @@ def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) ->
 
     ``small_first_tile``: give the first pixel tile of each step only ``pw_rows`` pixels
     (in a ``DW_PW`` step whose producer is quicker than the array, as many as the array
-    needs to cover the second tile), so that the pointwise array starts early, and the
-    last tile of a ``DW_PW`` step of three tiles or more a weight load's cycles of pixels,
-    so that it ends early (see :func:`_edge_tiles`); with ``False`` every tile but the
-    last has the most pixels the buffers take.
+    needs to cover the second tile: see :func:`_first_tiles`), so that the pointwise
+    array starts early; with ``False`` every tile but the last has the most pixels the
+    buffers take.
 
     Raises
     ------
@@ -377,6 +363,6 @@ def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) ->
         steps.append(step)
     result = Plan(graph, cfg, steps, tensors, align)
     if small_first_tile:
-        _edge_tiles(result)
+        _first_tiles(result)
     return result
 
