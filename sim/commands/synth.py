@@ -20,6 +20,7 @@ import sys
 from mnaccel.golden.errors import UserError
 from mnaccel.hw.config import DEFAULT_PRESET, PRESETS, preset
 from mnaccel.sim.build import build_root
+from mnaccel.sim.pnr import ROUTERS
 from mnaccel.sim.synth import (
     BLOCKS,
     TARGETS,
@@ -46,6 +47,9 @@ def register(subparsers, add_model_args) -> None:
     p.add_argument("--pnr", action="store_true",
                    help="also place and route with nextpnr-ecp5 (target ecp5 only)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
+                   help="nextpnr's router (default router1; router2 is its newer one, meant "
+                   "for large designs)")
     p.add_argument("--constraints", metavar="SDC",
                    help="clock constraints for nextpnr (default constraints/ecp5.sdc)")
     p.add_argument("--depth", type=int, default=1,
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 result["pnr"] = place_and_route(
                     result["synthesis"]["netlist"], name=name, seed=args.seed,
-                    constraints=args.constraints, progress=_say)
+                    constraints=args.constraints, router=args.router, progress=_say)
             except ValueError as exc:  # a constraint file without a clock
                 raise UserError(str(exc)) from None
             # Attribute the critical paths' cells to the modules Yosys listed.
@@ -179,6 +183,7 @@ def format_table(result: dict, *, depth: int = 1) -> str:
         lines += [
             "",
             f"nextpnr-ecp5: {pnr['device']}, out of context, seed {pnr['seed']}, "
+            f"{pnr.get('router', 'router1')}, "
             f"{pnr['constraints']}, {pnr['seconds']:.1f} s" + (" (cached)" if pnr["cached"]
                                                                  else ""),
             f"{'clock':<12}{'Fmax MHz':>10}{'target':>10}",

@@ -75,6 +75,8 @@ def test_bad_arguments(root, tmp_path):
     netlist.write_text("{}")
     with pytest.raises(ValueError, match="-3"):
         place_and_route(netlist, name="n", seed=-3)
+    with pytest.raises(ValueError, match="router1, router2, not 'router3'"):
+        place_and_route(netlist, name="n", router="router3")
     sdc = tmp_path / "none.sdc"
     sdc.write_text("# no clock here\n")
     with pytest.raises(ValueError, match="none.sdc"):

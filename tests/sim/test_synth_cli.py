@@ -89,6 +89,8 @@ def test_synth_pointwise_counts_and_cache(root, capsys, monkeypatch):
          ["generic"]),
         (["synth", "--config", "tiny", "--block", "csr", "--seed", "-1"], ["-1"]),
         (["synth", "--config", "tiny", "--block", "csr", "--target", "ice40"], ["'ice40'"]),
+        (["synth", "--config", "tiny", "--block", "csr", "--router", "router9"],
+         ["'router9'", "router2"]),
         (["verilog", "--config", "tiny", "--block", "nonesuch", "-o", "x.v"], ["'nonesuch'"]),
         (["verilog", "--config", "huge", "--block", "csr", "-o", "x.v"], ["'huge'"]),
         (["verilog", "--config", "tiny", "--block", "csr", "-o", "no/such/dir/x.v"],
