@@ -135,11 +135,15 @@ def test_buffers_follow_the_tiling_and_fit(modelled):
         if step.opcode.name == "DW_PW":
             # max_kernel − 1 = 4 rows of the input map and 4 columns of 5 pixels.
             assert e["buffers"]["line_buffer"] == 4 * (step.in_w + 5) * step.in_c
-    # At 224×224 the output buffer limits P in some steps (28×28×256: P = 32 KiB / 256):
-    # both halves full.
+    # At 224×224 the output buffer limits P in some steps (28×28×256: P ≤ 32 KiB / 256);
+    # their tiles, evened out after the first, nearly fill both halves.
     big = report.build_report(p224 := _plan(1.0, 224), model(p224), model_spec="",
                               config_name="ecp5-85f", dram_latency=DRAM_LATENCY)
-    assert max(e["buffers"]["out_buf"] for e in big["layers"]) == ECP5.out_buf_bytes
+    half = ECP5.out_buf_bytes // 2
+    assert any(s.max_tile_pixels == half // (s.j_chunks * ECP5.pw_cols) < s.pixels
+               for s in p224.steps if s.opcode.name == "DW_PW")
+    most = max(e["buffers"]["out_buf"] for e in big["layers"])
+    assert 0.95 * ECP5.out_buf_bytes < most <= ECP5.out_buf_bytes, most
 
 
 # --- report.csv and report.md agree with report.json -----------------------------------------
