@@ -135,6 +135,15 @@ class DepthwiseArray(wiring.Component):
     ecp5_bram : bool
         The weight memory from ECP5 ``DP16KD`` primitives with their output registers
         (:class:`~mnaccel.hw.line_buffer.RegisteredMemory`); same timing.
+    late_taps : bool
+        Take a window's taps from :attr:`taps_late` in the cycle after each pass is issued
+        instead of from ``i.payload.taps`` (which is then unused): the line buffer's
+        :attr:`~mnaccel.hw.line_buffer.LineBuffer.taps_late`, so that its output
+        multiplexer gets a cycle of its own (:class:`DepthwiseEngine`). Same latency.
+    registered_ready : bool
+        Make ``i.ready`` a flip-flop, loaded with its next value, for which the window's
+        ``kernel5`` of the next cycle comes from :attr:`kernel5_next` (the line buffer's
+        :attr:`~mnaccel.hw.line_buffer.LineBuffer.kernel5_next`). Same values every cycle.
 
     Members
     -------
@@ -161,10 +170,17 @@ class DepthwiseArray(wiring.Component):
     dsp_multipliers : int
         Those of them built as DSP blocks: ``multipliers``, or 0 with ``mul_luts``.
     mul_luts : bool
+    taps_late : Signal(window_layout(...)["taps"].shape)
+        With ``late_taps``: the taps of the window on ``i`` one cycle before, driven by the
+        parent.
+    kernel5_next : Signal(1)
+        With ``registered_ready``: ``i.payload.kernel5`` of the next cycle, driven by the
+        parent.
     """
 
     def __init__(self, *, lanes: int, kernel: int = 3, max_kernel: int = 5, max_channels: int,
-                 mul_luts: bool = False, ecp5_bram: bool = False):
+                 mul_luts: bool = False, ecp5_bram: bool = False, late_taps: bool = False,
+                 registered_ready: bool = False):
         if not is_pow2(lanes):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         if kernel != 3:
@@ -178,11 +194,16 @@ class DepthwiseArray(wiring.Component):
         self._max_kernel, self._max_channels = max_kernel, max_channels
         self._mul_luts = bool(mul_luts)
         self._ecp5_bram = bool(ecp5_bram)
+        self._late_taps = bool(late_taps)
+        self._registered_ready = bool(registered_ready)
         super().__init__({
             "w": In(stream.Signature(weight_layout(lanes, kernel, max_kernel, max_channels))),
             "i": In(stream.Signature(window_layout(lanes, max_kernel, max_channels))),
             "o": Out(stream.Signature(output_layout(lanes, max_channels))),
         })
+        self.taps_late = Signal(window_layout(lanes, max_kernel, max_channels)["taps"].shape,
+                                name="taps_late")
+        self.kernel5_next = Signal(name="kernel5_next")
 
     lanes = property(lambda self: self._lanes)
     kernel = property(lambda self: self._kernel)
@@ -190,6 +211,8 @@ class DepthwiseArray(wiring.Component):
     max_channels = property(lambda self: self._max_channels)
     mul_luts = property(lambda self: self._mul_luts)
     ecp5_bram = property(lambda self: self._ecp5_bram)
+    late_taps = property(lambda self: self._late_taps)
+    registered_ready = property(lambda self: self._registered_ready)
 
     #: Register stages from ``i`` to the accumulators (see :meth:`elaborate`).
     STAGES = 11
@@ -275,9 +298,9 @@ class DepthwiseArray(wiring.Component):
         part = Signal(2)
         last_part = Mux(win.kernel5, part == PM - 1, 1) if PM > 1 else Const(1)
         issue = self.i.valid & ~full
-        m.d.comb += self.i.ready.eq(~full & last_part)
-        with m.If(issue):
-            m.d.sync += part.eq(Mux(last_part, 0, part + 1))
+        part_next = Signal(2)
+        m.d.comb += part_next.eq(Mux(issue, Mux(last_part, 0, part + 1), part))
+        m.d.sync += part.eq(part_next)
 
         ctl_layout = data.StructLayout({"valid": 1, "first_part": 1, "last_part": 1,
                                         "group": gshape, "first": 1, "last": 1})
@@ -300,21 +323,38 @@ class DepthwiseArray(wiring.Component):
             ctl.group.eq(win.group), ctl.first.eq(win.first), ctl.last.eq(win.last),
         ]
 
-        # 2: the taps of this pass into the nine slots.
-        sel = Signal(slots)
-        for n in range(N):
-            tap3 = r_win.taps[n // 3][n % 3]
-            if PM == 1:
-                m.d.comb += sel[n].eq(tap3)
-                continue
-            choice = tap3
-            for p in range(PM):
-                t = p * N + n
-                tap5 = r_win.taps[t // 5][t % 5] if t < 25 else 0
-                choice = Mux(r_win.kernel5 & (r_part == p), tap5, choice)
-            m.d.comb += sel[n].eq(choice)
-        a_taps = pipe(slots, "a_taps")
-        m.d.sync += a_taps.eq(sel)
+        def pass_taps(taps, kernel5, part_):
+            # The taps of pass `part_` into the nine slots.
+            sel = Signal(slots)
+            for n in range(N):
+                tap3 = taps[n // 3][n % 3]
+                if PM == 1:
+                    m.d.comb += sel[n].eq(tap3)
+                    continue
+                choice = tap3
+                for p in range(PM):
+                    t = p * N + n
+                    tap5 = taps[t // 5][t % 5] if t < 25 else 0
+                    choice = Mux(kernel5 & (part_ == p), tap5, choice)
+                m.d.comb += sel[n].eq(choice)
+            return sel
+
+        if not self._late_taps:
+            # 2: the taps of this pass into the nine slots.
+            a_taps = pipe(slots, "a_taps")
+            m.d.sync += a_taps.eq(pass_taps(r_win.taps, r_win.kernel5, r_part))
+        else:
+            # 2: the window's taps arrive (`taps_late`, a cycle after `i`); 3: registered
+            # again, a cycle for the route from the line buffer's slots to the array; 4:
+            # this pass's taps.
+            a_win = pipe(r_win.taps.shape(), "a_win")
+            a_k5 = pipe(1, "a_kernel5")
+            a_part = pipe(2, "a_part")
+            m.d.sync += [a_win.eq(self.taps_late), a_k5.eq(r_win.kernel5), a_part.eq(r_part)]
+            b_win = pipe(r_win.taps.shape(), "b_win")
+            b_k5 = pipe(1, "b_kernel5")
+            b_part = pipe(2, "b_part")
+            m.d.sync += [b_win.eq(a_win), b_k5.eq(a_k5), b_part.eq(a_part)]
         ctl = stage(ctl, "ctl_2")
 
         # 2-4: the weight memory reads at the address of stage 1; its word comes out of the
@@ -322,12 +362,14 @@ class DepthwiseArray(wiring.Component):
         # so that the route from the block RAMs to the products has a cycle of its own
         # (3.0 ns of the 6.8 ns path without it). The taps are delayed alongside.
         m.d.comb += mem.r_addr.eq(a_addr)
-        b_taps = pipe(slots, "b_taps")
-        m.d.sync += b_taps.eq(a_taps)
+        if not self._late_taps:
+            b_taps = pipe(slots, "b_taps")
+            m.d.sync += b_taps.eq(a_taps)
         ctl = stage(ctl, "ctl_3")
         c_taps = pipe(slots, "c_taps")
         c_w = pipe(slots, "c_w")
-        m.d.sync += [c_taps.eq(b_taps), c_w.eq(mem.r_data)]
+        m.d.sync += [c_taps.eq(pass_taps(b_win, b_k5, b_part) if self._late_taps else b_taps),
+                     c_w.eq(mem.r_data)]
         ctl = stage(ctl, "ctl_4")
 
         # 5-10: the products and their sum, one adder per stage. From LUTs (mul_luts) each
@@ -400,6 +442,11 @@ class DepthwiseArray(wiring.Component):
             with m.If(ctl.valid):
                 m.d.sync += acc[lane].eq(Mux(ctl.first_part, totals[lane],
                                              acc[lane] + totals[lane]))
+        # The FIFO's write enable, `valid & last_part` of stage 11, as a flip-flop of its
+        # own that the placer can put beside the FIFO: its level → `w_rdy` → the write →
+        # the level's enable went to the stage-11 flags and back (9.24 ns in the engine).
+        w_en = Signal(name="fifo_w_en")
+        m.d.sync += w_en.eq(ctl.valid & ctl.last_part)
         ctl = stage(ctl, "ctl_11")
 
         # Output FIFO and credits, as in the requantizer: a window is accepted only while
@@ -413,7 +460,7 @@ class DepthwiseArray(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(result.as_value()),
                                                     depth=self.fifo_depth)
         m.d.comb += [
-            fifo.w_en.eq(ctl.valid & ctl.last_part),
+            fifo.w_en.eq(w_en),
             fifo.w_data.eq(result.as_value()),
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
@@ -423,15 +470,28 @@ class DepthwiseArray(wiring.Component):
         send = self.o.valid & self.o.ready
         in_flight = Signal(range(self.fifo_depth + 1))
         m.d.sync += in_flight.eq(in_flight + accept - send)
-        with m.If(accept & ~send & (in_flight == self.fifo_depth - 1)):
-            m.d.sync += full.eq(1)
-        with m.Elif(send):
-            m.d.sync += full.eq(0)
+        full_next = Mux(accept & ~send & (in_flight == self.fifo_depth - 1), 1,
+                        Mux(send, 0, full))
+        m.d.sync += full.eq(full_next)
+        if not self._registered_ready:
+            m.d.comb += self.i.ready.eq(~full & last_part)
+        else:
+            # `~full & last_part` of the next cycle, so that the line buffer's many users of
+            # `ready` (its handshake state and the `fire` copies) start from a flip-flop.
+            ready = Signal(init=1, name="i_ready")
+            last_next = (Mux(self.kernel5_next, part_next == PM - 1, 1) if PM > 1
+                         else Const(1))
+            m.d.sync += ready.eq(~full_next & last_next)
+            m.d.comb += self.i.ready.eq(ready)
         return m
 
 
 class DepthwiseEngine(wiring.Component):
     """Line buffer → depthwise PE array: a depthwise convolution's int32 accumulators.
+
+    Beside the window stream, the array takes the taps a cycle after the handshake from the
+    line buffer's slot (``late_taps``) and registers its ``ready`` from the next window's
+    ``kernel5`` (``registered_ready``): the same cycles, a shorter clock period.
 
     Parameters
     ----------
@@ -472,7 +532,8 @@ class DepthwiseEngine(wiring.Component):
                                       max_row_bytes=max_row_bytes, ecp5_bram=ecp5_bram)
         self.array = DepthwiseArray(lanes=lanes, kernel=kernel, max_kernel=max_kernel,
                                     max_channels=max_channels, mul_luts=mul_luts,
-                                    ecp5_bram=ecp5_bram)
+                                    ecp5_bram=ecp5_bram, late_taps=True,
+                                    registered_ready=True)
         lb, arr = self.line_buffer.signature.members, self.array.signature.members
         super().__init__({"cfg": lb["cfg"], "i": lb["i"], "w": arr["w"], "o": arr["o"]})
 
@@ -492,6 +553,12 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.line_buffer = self.line_buffer
         m.submodules.array = self.array
         wiring.connect(m, self.line_buffer.o, self.array.i)
+        # The array registers the window's taps a cycle after the handshake, from the line
+        # buffer's slot (`taps_late`): its output multiplexer and the route to the array
+        # (9.8 ns when the array registered `o.payload.taps`) get a cycle of their own.
+        m.d.comb += self.array.taps_late.eq(self.line_buffer.taps_late)
+        # And its `i.ready` is a flip-flop, for which it needs the next window's `kernel5`.
+        m.d.comb += self.array.kernel5_next.eq(self.line_buffer.kernel5_next)
         wiring.connect(m, wiring.flipped(self.cfg), self.line_buffer.cfg)
         wiring.connect(m, wiring.flipped(self.i), self.line_buffer.i)
         wiring.connect(m, wiring.flipped(self.w), self.array.w)

@@ -323,6 +323,15 @@ class LineBuffer(wiring.Component):
 
     Attributes
     ----------
+    taps_late : Signal(window_layout(...)["taps"].shape)
+        The taps of the window transferred on ``o`` one cycle before (undefined if none
+        was): the same values as ``o.payload.taps`` then, for a consumer that registers
+        them a cycle after the handshake (the depthwise engine's PE array), from the
+        window slot, which holds them for that cycle, through a multiplexer whose selects
+        are registers.
+    kernel5_next : Signal(1)
+        ``o.payload.kernel5`` of the next cycle, for a consumer whose ``ready`` depends on
+        it and is a flip-flop (:class:`~mnaccel.hw.depthwise.DepthwiseArray`).
     latency : int
         Cycles from the input beat that completes a window to that window on ``o`` (1).
     start_latency : int
@@ -377,6 +386,12 @@ class LineBuffer(wiring.Component):
             "i": In(stream.Signature(data.ArrayLayout(signed(8), in_lanes))),
             "o": Out(stream.Signature(window_layout(lanes, max_kernel, max_channels))),
         })
+        #: The taps of the window transferred on ``o`` in the previous cycle (see the class
+        #: docstring); not a stream member, read by :class:`~mnaccel.hw.depthwise.DepthwiseEngine`.
+        self.taps_late = Signal(
+            window_layout(lanes, max_kernel, max_channels)["taps"].shape, name="taps_late")
+        #: ``o.payload.kernel5`` of the next cycle (likewise).
+        self.kernel5_next = Signal(name="kernel5_next")
 
     # --- parameters ------------------------------------------------------------------------
 
@@ -598,8 +613,8 @@ class LineBuffer(wiring.Component):
             with m.If(st[1]):
                 m.d.sync += [hi.eq(n + d_hi), hi_m1.eq(n + d_hi_m1),
                              last_m1.eq(n + d_last_m1), count.eq(n + after)]
-            return dict(before=before, plus_m1=plus, lo_m1=lo_m1, hi=hi, hi_m1=hi_m1,
-                        last_m1=last_m1, count=count)
+            return dict(before=before, after=after, plus_m1=plus, lo_m1=lo_m1, hi=hi,
+                        hi_m1=hi_m1, last_m1=last_m1, count=count)
 
         ya = axis(raw["height"], hb, "y")
         xa = axis(raw["width"], wb, "x")
@@ -607,21 +622,22 @@ class LineBuffer(wiring.Component):
         # Bypass selects (see "Memories" below): how far back, in positions, the write of
         # the entry a position reads lies — Gc for the horizontal memory, Gc·columns for the
         # vertical one — when that is close enough for the write to be still in flight.
+        # Registered as early as their inputs allow (stage 1 for the groups, stage 2 for
+        # the columns, `width + after`): they reach the multiplexers' selects through two
+        # registers (see "Memories").
         near = {name: reg(1, f"near_{name}") for name in ("h1", "h2", "h3", "h4",
                                                           "v2", "v3", "v4")}
+        with m.If(st[0]):
+            g = raw["groups"]
+            m.d.sync += [near[f"h{d}"].eq(g == d) for d in (1, 2, 3, 4)]
         with m.If(st[1]):
             g = raw["groups"]
-            cols = xa["count"]
+            cols = {n: raw["width"] + xa["after"] == n for n in (2, 3, 4)}
             m.d.sync += [
                 groups_m2.eq(g - 2),
-                *[near[f"h{d}"].eq(g == d) for d in (1, 2, 3, 4)],
-            ]
-        with m.If(st[2]):                    # the column count is registered in stage 2
-            g = raw["groups"]
-            m.d.sync += [
-                near["v2"].eq((g == 1) & (cols == 2)),
-                near["v3"].eq((g == 1) & (cols == 3)),
-                near["v4"].eq(((g == 1) & (cols == 4)) | ((g == 2) & (cols == 2))),
+                near["v2"].eq((g == 1) & cols[2]),
+                near["v3"].eq((g == 1) & cols[3]),
+                near["v4"].eq(((g == 1) & cols[4]) | ((g == 2) & cols[2])),
             ]
 
         # --- position counters: the position three ahead of the one being processed -----
@@ -761,8 +777,8 @@ class LineBuffer(wiring.Component):
                 mem.build(m)
                 m.d.comb += [mem.r_addr.eq(addrs[j]), ro[p][j].eq(mem.r_data)]
 
-        sh1, f1, f2 = reg(1, "shift_d1"), reg(1, "fire_d1"), reg(1, "fire_d2")
-        m.d.sync += [sh1.eq(shift), f1.eq(fire), f2.eq(f1)]
+        f1 = reg(1, "fire_d1")
+        m.d.sync += f1.eq(fire)
         wr = data_reg(hist, "wr")            # write data of the position fired last cycle
         wr2 = data_reg(hist, "wr2")          # … two cycles ago
         wr3 = data_reg(hist, "wr3")          # … three cycles ago
@@ -772,38 +788,56 @@ class LineBuffer(wiring.Component):
         m.d.sync += [wr2.eq(wr), wr3.eq(wr2)]
 
         # Selects for this cycle, registered the cycle before from: shift now (→ one
-        # cycle ago), shift one cycle ago (sh1 → two ago), fire two cycles ago (f2 → three
-        # ago). A word read at C arrives two cycles later; it is R's if C shifted then
-        # but R did not since (`cap`), E1's if both shifted. It lacks the write of the
-        # position 3 back (fired as it was read: in `wr2` on arrival) and of the one 4
-        # back if that fired the cycle before (in `wr3`). E1's misses the position 2 back
-        # (fired when E1 took it: in `wr`), E0's the one just before (in `wr`).
-        chunk = 192                          # bits per copy of a select
+        # cycle ago), shift one cycle ago (→ two ago), fire two cycles ago (→ three ago).
+        # A word read at C arrives two cycles later; it is R's if C shifted then but R did
+        # not since (`cap`), E1's if both shifted. It lacks the write of the position 3
+        # back (fired as it was read: in `wr2` on arrival) and of the one 4 back if that
+        # fired the cycle before (in `wr3`). E1's misses the position 2 back (fired when E1
+        # took it: in `wr`), E0's the one just before (in `wr`).
+        # The registers' enables (`cap`, `ld1`, `ld0`) depend on this cycle's shift and
+        # are copied per `chunk` bits. The selects among the sources depend only on the
+        # shift and fire of earlier cycles and the layer's `near` flags, so they are
+        # computed a cycle earlier still, into one register per memory, whose copies then
+        # serve `fine` bits each: about two block RAMs' worth, so that a copy's
+        # multiplexers sit together (one copy per 192 bits reached 3.5 ns from the copy to
+        # the farthest of its multiplexers, two LUT levels before `hd1`: 6.68 ns).
+        chunk = 192                          # bits per copy of an enable
         d1, d0 = Signal(hist), Signal(hist)
         for p in "hv":
             n1, n2, n3, n4 = (near.get(f"{p}{d}", Const(0)) for d in (1, 2, 3, 4))
-            late4 = n4 & f2                  # position 4 back fired 3 cycles ago
             width = len(ro[p][0].as_value())
-            per_mem = -(-width // chunk)
+            fine = 2 * RegisteredMemory.port_width(mems[p][0].depth)
             for j in range(H):
-                sh = shifts[f"{p}{j}"]           # this memory's own copy of `shift`
-                # Each register loads (`cap`: hr, `sh`: hd1, hd0) or holds as a whole, with
-                # a registered select of its own as the flip-flops' enable; the other
-                # selects choose among the sources given that it loads (they are mutually
-                # exclusive). A hold written among the sources made Yosys derive the enable
-                # from several selects through a shared LUT, whose output then took 5.5 ns
-                # to reach the 192 enables of a copy.
-                cond = {
-                    "cap": ~sh & sh1, "cap_ro": ~n3 & ~late4, "cap_w2": n3,
-                    "ld1": sh, "d1_ro": sh1 & ~n2 & ~n3 & ~late4, "d1_w1": n2,
-                    "d1_w2": sh1 & n3, "d1_w3": sh1 & late4,
-                    "ld0": sh, "d0_w1": n1,
+                isl = f"{p}{j}"
+                sh = shifts[isl]                 # this memory's own copy of `shift`
+                sh1 = reg(1, f"shift_d1_{isl}")
+                f1_ = reg(1, f"fire_d1_{isl}")
+                m.d.sync += [sh1.eq(sh), f1_.eq(fires[isl])]
+                # Each register loads (`cap`: hr, `ld1`: hd1, `ld0`: hd0) or holds as a
+                # whole, with a registered select of its own as the flip-flops' enable; the
+                # other selects choose among the sources given that it loads (they are
+                # mutually exclusive). A hold written among the sources made Yosys derive
+                # the enable from several selects through a shared LUT, whose output then
+                # took 5.5 ns to reach the 192 enables of a copy.
+                cond = {"cap": ~sh & sh1, "ld1": sh, "ld0": sh}
+                # The others' values for the next cycle (shift one cycle ago is `sh` now,
+                # fire two cycles ago is `f1_` now): position 4 back fired 3 cycles ago.
+                late4 = n4 & f1_
+                ahead = {
+                    "cap_ro": ~n3 & ~late4, "cap_w2": n3,
+                    "d1_ro": sh & ~n2 & ~n3 & ~late4, "d1_w1": n2, "d1_w2": sh & n3,
+                    "d1_w3": sh & late4, "d0_w1": n1,
                 }
-                sel = {k: copies(v, per_mem, f"sel_{p}{j}_{k}") for k, v in cond.items()}
+                sel = {k: copies(v, -(-width // chunk), f"sel_{isl}_{k}")
+                       for k, v in cond.items()}
+                sel |= {k: copies(copies(v, 1, f"pre_{isl}_{k}")[0], -(-width // fine),
+                                  f"sel_{isl}_{k}")
+                        for k, v in ahead.items()}
                 parts_d1, parts_d0, parts_hr = [], [], []
-                for c in range(per_mem):
-                    s_ = {k: v[c] for k, v in sel.items()}
-                    lo, hi = c * chunk, min(width, (c + 1) * chunk)
+                for c in range(-(-width // fine)):
+                    lo, hi = c * fine, min(width, (c + 1) * fine)
+                    s_ = {k: v[c] for k, v in sel.items() if k in ahead}
+                    s_ |= {k: sel[k][lo // chunk] for k in cond}
 
                     def bits(x, p=p, j=j, lo=lo, hi=hi):
                         return x[p][j].as_value()[lo:hi]
@@ -813,8 +847,8 @@ class LineBuffer(wiring.Component):
                     # wire Yosys keeps: otherwise abc may take the word into its first LUT
                     # level, which the placer then puts beside the block RAM, so that the
                     # selects went there and back (2 × 3 ns routes, 7.7 ns at 129.8 MHz).
-                    other_r = Signal(hi - lo, name=f"other_hr_{p}{j}_{c}", attrs={"keep": 1})
-                    other_1 = Signal(hi - lo, name=f"other_hd1_{p}{j}_{c}", attrs={"keep": 1})
+                    other_r = Signal(hi - lo, name=f"other_hr_{isl}_{c}", attrs={"keep": 1})
+                    other_1 = Signal(hi - lo, name=f"other_hd1_{isl}_{c}", attrs={"keep": 1})
                     m.d.comb += [
                         other_r.eq(Mux(s_["cap_w2"], bits(wr2), bits(wr3))),
                         other_1.eq(Mux(s_["d1_w1"], bits(wr), Mux(s_["d1_w2"], bits(wr2), Mux(
@@ -918,8 +952,9 @@ class LineBuffer(wiring.Component):
             rptr.eq(rptr_next), wptr.eq(wptr ^ load), sub.eq(sub_next),
             o_valid.eq(o_valid_next),
             sub_last.eq(sub_next == M - 1),
-            o_k5.eq(Mux(rptr_next, k5_next[1], k5_next[0])),
+            o_k5.eq(self.kernel5_next),
         ]
+        m.d.comb += self.kernel5_next.eq(Mux(rptr_next, k5_next[1], k5_next[0]))
         with m.If(fire & e0.last_pos):
             m.d.sync += busy.eq(0)
         # fire = e0.valid & (~e0.needs_in | i.valid) & (~e0.emit | out_free) and shift =
@@ -983,6 +1018,24 @@ class LineBuffer(wiring.Component):
                         for j in range(1, M):
                             src = Mux(sub_c[cc] == j, choices[j], src)
                     m.d.comb += o.taps[r][cc][lane].eq(src)
+
+        # `taps_late`: the taps of the window on `o` one cycle later, from registered
+        # one-hot selects (slot × sub-window) of the cycle before, copied per tap. The slot
+        # on `o` is busy, so it does not load before the end of the next cycle: its taps
+        # are still there, and a consumer that registers them then has a whole cycle for
+        # the multiplexer and its route (in the depthwise engine this path, the selects'
+        # copies → the multiplexer → the PE array's window register, took 9.8 ns).
+        for cc in range(KM):
+            for r in range(KM):
+                pick = copies(Cat(*[(rptr == s_) & (sub == j) for s_ in range(2)
+                                    for j in range(M)]), 1, f"pick_{cc}_{r}")[0]
+                for lane in range(L):
+                    terms = [Mux(pick[s_ * M + j], slots[s_].taps[cc][r][j * L + lane], 0)
+                             for s_ in range(2) for j in range(M)]
+                    acc = terms[0]
+                    for t in terms[1:]:
+                        acc = acc | t
+                    m.d.comb += self.taps_late[r][cc][lane].eq(acc)
         return m
 
 
