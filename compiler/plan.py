@@ -165,7 +165,8 @@ def _first_tiles(plan: Plan) -> None:
 
     The array idles until the first tile is in, so that tile is short (``pw_rows``
     pixels); but the array then works on it while the producer — the depthwise array, or
-    its line buffer where that is slower, as the blocks report them — makes the second
+    its line buffer where that is slower, as the depthwise layer reports it
+    (:meth:`~mnaccel.hw.depthwise.DepthwiseLayer.cycles_per_output_pixel`) — makes the second
     tile, and a first tile too short for that leaves the array waiting. Where the producer
     takes fewer cycles per pixel than the array's ``J·K`` beats, the first tile gets
     ``ceil(T · producer / (J·K))`` pixels, ``T`` the length of the tiles after it (worked
@@ -186,8 +187,7 @@ def _first_tiles(plan: Plan) -> None:
     for step in plan.steps:
         if step.opcode is not Opcode.DW_PW or step.n_tiles < 2:
             continue
-        producer = max(_ceil(step.in_c, cfg.dw_lanes) * b.dwa.passes(step.kernel),
-                       b.lb.cycles_per_output_pixel(step.stride, step.in_c))
+        producer = b.dw.cycles_per_output_pixel(step.kernel, step.stride, step.in_c)
         beats = step.j_chunks * step.k_chunks
         if producer >= beats:
             continue

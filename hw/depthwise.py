@@ -548,6 +548,20 @@ class DepthwiseEngine(wiring.Component):
             cycles_per_window=self.array.passes(kernel))
         return first + self.array.latency, last + self.array.latency
 
+    def cycles_per_output_pixel(self, kernel: int, stride: int, channels: int) -> int:
+        """Steady-state cycles per output pixel (all its channels) inside a large layer.
+
+        The slower of the PE array (``ceil(channels / lanes)`` windows of
+        :meth:`DepthwiseArray.passes` cycles each) and the line buffer
+        (:meth:`~mnaccel.hw.line_buffer.LineBuffer.cycles_per_output_pixel`). Row edges and
+        the start are not counted, nor how the two wait on each other when their paces are
+        close (5×5 at stride 2: the line buffer's gearbox against the array's passes), where
+        it is a lower bound; :meth:`frame_cycles` counts all of it.
+        """
+        windows = -(-channels // self.array.lanes)
+        return max(windows * self.array.passes(kernel),
+                   self.line_buffer.cycles_per_output_pixel(stride, channels))
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.line_buffer = self.line_buffer
@@ -720,6 +734,10 @@ class DepthwiseLayer(wiring.Component):
     def windows_per_cycle(self, k: int) -> float:
         """Windows per lane per cycle, sustained, for side ``k``: 1 (3×3) or 1/3 (5×5)."""
         return self.engine.array.windows_per_cycle(k)
+
+    def cycles_per_output_pixel(self, kernel: int, stride: int, channels: int) -> int:
+        """:meth:`DepthwiseEngine.cycles_per_output_pixel`."""
+        return self.engine.cycles_per_output_pixel(kernel, stride, channels)
 
     def frame_cycles(self, height, width, channels, kernel, stride, padding) -> tuple[int, int]:
         """Cycles (from ``cfg`` accepted) of the first and last output beat, no stalls."""

@@ -21,13 +21,6 @@ def planned(request):
     return graph, preset(name), plan(graph, preset(name))
 
 
-def _producer(step, cfg):
-    """The depthwise producer's cycles per output pixel, as _first_tiles works them out."""
-    b = _blocks(cfg)
-    return max(-(-step.in_c // cfg.dw_lanes) * b.dwa.passes(step.kernel),
-               b.lb.cycles_per_output_pixel(step.stride, step.in_c))
-
-
 def test_tiles_cover_every_pixel_within_the_buffers(planned):
     _, _, p = planned
     for step in p.steps:
@@ -49,7 +42,8 @@ def test_first_tile_covers_the_second_where_the_producer_is_quicker(planned):
         if step.opcode is not Opcode.DW_PW or step.n_tiles < 2:
             continue
         short = min(cfg.pw_rows, step.max_tile_pixels)
-        producer, beats = _producer(step, cfg), step.j_chunks * step.k_chunks
+        producer = _blocks(cfg).dw.cycles_per_output_pixel(step.kernel, step.stride, step.in_c)
+        beats = step.j_chunks * step.k_chunks
         first = step.first_tile_pixels
         if producer >= beats:
             assert first == short, step.name

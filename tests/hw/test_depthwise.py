@@ -170,6 +170,21 @@ def test_latency_is_sum_of_parts():
     assert (first - e_first, last - e_last) == (DepthwiseLayer.JOIN_LATENCY + rq.latency,) * 2
 
 
+@pytest.mark.parametrize("k,stride,c", [(3, 1, 32), (3, 2, 32), (3, 1, 8), (3, 2, 8),
+                                         (5, 1, 32), (5, 2, 16)])
+def test_cycles_per_output_pixel_is_the_frame_pace(k, stride, c):
+    """The steady pace against frame_cycles' average over a 60×60 map (`small`)."""
+    block = DepthwiseLayer(**engine_kwargs("small"))
+    out = axis_geometry(60, k, stride, "SAME")[0]
+    first, last = block.engine.frame_cycles(60, 60, c, k, stride, "SAME")
+    average = (last - first) / (out * out - 1)
+    pace = block.cycles_per_output_pixel(k, stride, c)
+    if (k, stride) == (5, 2):
+        assert pace <= average, (pace, average)      # a lower bound (see the docstring)
+    else:
+        assert abs(pace - average) <= 0.02 * pace, (pace, average)
+
+
 def test_param_beats_layout():
     beats = param_beats([10, 20, 30], [2**30, 2**30 + 1, 2**31 - 1], [-1, -2, 0],
                         [1, 1, 0], lanes=2)
