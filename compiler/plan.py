@@ -348,6 +348,7 @@ def plan(graph: Graph, config: AccelConfig, *, small_first_tile: bool = True) ->
             step.k_chunks = 1
             step.j_chunks = _ceil(t_out.c, cfg.pw_cols)
             step.tile_pixels = step.last_tile_pixels = step.first_tile_pixels = n
+            step.max_tile_pixels = n
             step.n_tiles = 1
         else:
             reserved = {Op.ADD: "ADD", Op.MUL: "MUL", Op.HARD_SWISH: "HSWISH"}

@@ -24,10 +24,10 @@ def planned(request):
 def test_tiles_cover_every_pixel_within_the_buffers(planned):
     _, _, p = planned
     for step in p.steps:
-        if step.opcode is Opcode.POOL:
-            continue
         tiles = [n for _, n in step.tiles()]
-        assert sum(tiles) == step.pixels, step.name
+        # POOL's one tile is its input map; its `pixels` are the output's (one).
+        assert sum(tiles) == (step.in_h * step.in_w if step.opcode is Opcode.POOL
+                              else step.pixels), step.name
         assert len(tiles) == step.n_tiles, step.name
         assert 1 <= min(tiles) and max(tiles) <= step.max_tile_pixels, (step.name, tiles)
         # The tiles after the first are equal but for the last, which is not longer.
